@@ -1,0 +1,152 @@
+"""Every error vlgate raises, under one root.
+
+    VlgateError
+    ├── ConfigError          the caller's setup is wrong (unknown model, missing key, bad option)
+    ├── ImageError           an image could not be loaded, decoded or fitted to the provider's limits
+    ├── ResponseError        the model answered, but not with something usable (empty, unparsable)
+    └── ProviderError        the provider refused or failed (carries ``status``)
+        ├── AuthError            401 / 403
+        ├── RateLimitError       429 (carries ``retry_after`` seconds when the provider said so)
+        ├── TimeoutError         no answer within the timeout (also a ``builtins.TimeoutError``)
+        └── ConnectionError      the connection failed or was reset
+
+Caller mistakes (``ConfigError``, ``ImageError``) are raised before anything is sent.
+Messages never contain API keys: provider messages are passed through ``redact()`` first.
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+from typing import Any
+
+__all__ = [
+    "AuthError",
+    "ConfigError",
+    "ConnectionError",
+    "ImageError",
+    "ProviderError",
+    "RateLimitError",
+    "ResponseError",
+    "TimeoutError",
+    "VlgateError",
+    "redact",
+]
+
+# Shapes of common provider keys; anything that looks like one is masked in messages.
+_KEY_PATTERNS = re.compile(
+    r"(sk-[A-Za-z0-9_\-]{8,}|sk-ant-[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{20,}"
+    r"|(?<=[Bb]earer )[A-Za-z0-9._\-]{8,}|AKIA[0-9A-Z]{12,})"
+)
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """Mask API keys in ``text``: the given secrets verbatim, and anything shaped like a key.
+
+    Example:
+        >>> redact("bad key sk-abcdefghijkl", None)
+        'bad key ***'
+    """
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return _KEY_PATTERNS.sub("***", text)
+
+
+class VlgateError(Exception):
+    """Root of every error vlgate raises."""
+
+
+class ConfigError(VlgateError):
+    """The caller's configuration is wrong: unknown model, missing key, invalid option."""
+
+
+class ImageError(VlgateError, ValueError):
+    """An image could not be loaded, decoded, or made to fit the provider's limits."""
+
+
+class ResponseError(VlgateError):
+    """The model answered, but the answer is unusable (empty, not the JSON asked for, ...).
+
+    Attributes:
+        raw: the text the model returned, for inspection.
+    """
+
+    def __init__(self, message: str, *, raw: str | None = None) -> None:
+        super().__init__(message)
+        self.raw = raw
+
+
+class ProviderError(VlgateError):
+    """The provider refused the request or failed to answer it.
+
+    Attributes:
+        status: the HTTP status code, when there was one.
+        provider: the provider name (``openai``, ``litellm``, ...).
+        model: the model string that was asked.
+        body: the provider's error body (already redacted), when there was one.
+        attempts: how many attempts were made before giving up.
+    """
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        body: Any = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.provider = provider
+        self.model = model
+        self.body = body
+        self.attempts = attempts
+        if status is not None and (status == 408 or status == 409 or status >= 500):
+            self.retryable = True
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        parts = [p for p in (self.provider, self.model) if p]
+        where = f" [{' '.join(parts)}]" if parts else ""
+        status = f" (HTTP {self.status})" if self.status is not None else ""
+        return f"{base}{status}{where}"
+
+
+class AuthError(ProviderError):
+    """The provider rejected the credentials (401) or the permission (403)."""
+
+
+class RateLimitError(ProviderError):
+    """The provider is rate limiting (429). ``retry_after`` is in seconds, when given."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+        self.retryable = True
+
+
+class TimeoutError(ProviderError, builtins.TimeoutError):  # noqa: A001 - deliberate, documented
+    """No answer arrived within the timeout."""
+
+    retryable = True
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retryable = True
+
+
+class ConnectionError(ProviderError):  # noqa: A001 - deliberate, documented
+    """The connection could not be made or was reset."""
+
+    retryable = True
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retryable = True
