@@ -1,0 +1,1 @@
+"""The offline provider emulator (placeholder while it is being built)."""
