@@ -333,6 +333,9 @@ FAMILIES: dict[str, ModelFamily] = {
             resize="claude",
             tokens="claude",
             price_per_mtok=(3.0, 15.0),
+            # Structured output is asked for in the prompt: LiteLLM emulates json_schema for
+            # Anthropic with a forced tool call, which changes the answer's shape.
+            native_json_schema=False,
             description="Claude: pixels of the image after Anthropic's resize",
         ),
         ModelFamily(

@@ -1,0 +1,135 @@
+"""Model configuration: one pydantic model, validated once, keys held as secrets."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from .errors import ConfigError
+from .registry import LITELLM_SERVICES, Route
+
+__all__ = ["ModelConfig", "resolve_api_base", "resolve_api_key"]
+
+
+class ModelConfig(BaseModel):
+    """Everything a :class:`~vlgate.VlModel` is configured with.
+
+    Unknown options are an error (a typo must not be silently ignored). ``api_key`` is a
+    ``SecretStr``: it prints as ``**********`` in reprs, logs and errors.
+
+    Example:
+        >>> cfg = ModelConfig(model="openai/gpt-4o-mini", api_key="sk-secret", timeout=30)
+        >>> "sk-secret" in repr(cfg)
+        False
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    model: str
+    """Model string, e.g. ``openai/gpt-4o-mini`` or ``anthropic/claude-sonnet-4-6``."""
+    api_key: SecretStr | None = None
+    """API key; when unset, read from the provider's env var (named in the error if missing)."""
+    api_base: str | None = None
+    """Endpoint override (a proxy, a local server, the emulator)."""
+    max_concurrency: int = Field(default=8, ge=1, le=1024)
+    """How many requests one model sends at once (batches, multi-prompt queries)."""
+    max_retries: int = Field(default=3, ge=0, le=20)
+    """Retries after the first attempt for 429, 5xx, timeouts and connection errors."""
+    timeout: float = Field(default=60.0, gt=0)
+    """Seconds allowed for one attempt."""
+    backoff_base: float = Field(default=0.5, ge=0)
+    """First retry delay in seconds; doubles each attempt, with jitter."""
+    backoff_max: float = Field(default=30.0, ge=0)
+    """Largest delay between attempts, Retry-After included."""
+    auto_resize: tuple[int, int] | None = None
+    """Fit every image within (width, height) before sending; coordinates map back exactly."""
+    provider_resize: bool = True
+    """Pre-resize to exactly what the provider will process, so its own resize is a no-op."""
+    family: str | None = None
+    """Override the model family (grounding convention), e.g. ``qwen2.5-vl``."""
+    allow_private_urls: bool = False
+    """Allow image URLs that resolve to private or loopback addresses."""
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Default request parameters (temperature, max_tokens, ...); call kwargs override them."""
+    extra_headers: dict[str, str] = Field(default_factory=dict)
+    """Headers added to every request."""
+    caption_prompt: str = "Describe this image in one or two sentences."
+
+    @field_validator("auto_resize")
+    @classmethod
+    def _check_resize(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        if v is not None and (v[0] < 1 or v[1] < 1):
+            raise ValueError("auto_resize must be a positive (width, height)")
+        return v
+
+    @classmethod
+    def build(cls, **kwargs: Any) -> ModelConfig:
+        """Validate ``kwargs`` into a config, raising :class:`~vlgate.ConfigError` on bad input."""
+        try:
+            return cls(**kwargs)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}"
+                for e in exc.errors()
+            )
+            raise ConfigError(f"invalid model config: {problems}") from None
+
+    def key(self) -> str | None:
+        """The configured key in clear text (never log this)."""
+        return self.api_key.get_secret_value() if self.api_key else None
+
+
+def _key_envs(route: Route) -> tuple[str, ...]:
+    envs = route.provider.key_env
+    if route.provider.name == "litellm":
+        prefix = route.model.partition("/")[0] if "/" in route.model else "openai"
+        envs = envs + LITELLM_SERVICES.get(prefix, ("generic", ()))[1]
+    return envs
+
+
+def resolve_api_key(config: ModelConfig, route: Route) -> str | None:
+    """The key to use: config first, then the provider's env vars in order.
+
+    Raises ConfigError, naming the env var, when a hosted provider has no key.
+    """
+    key = config.key()
+    if key:
+        return key
+    envs = _key_envs(route)
+    for name in envs:
+        value = os.environ.get(name)
+        if value:
+            return value
+    needs_key = route.provider.needs_key
+    if route.provider.name == "litellm":
+        prefix = route.model.partition("/")[0] if "/" in route.model else "openai"
+        # A key-based service with no key; credential chains (Bedrock, Vertex) are LiteLLM's job.
+        needs_key = bool(LITELLM_SERVICES.get(prefix, ("generic", ()))[1]) and prefix not in {
+            "bedrock",
+        }
+        if config.api_base and prefix in {"openai", "hosted_vllm"}:
+            needs_key = False
+    if needs_key:
+        names = " or ".join(envs) if envs else "api_key"
+        raise ConfigError(
+            f"no API key for {route.requested or route.model}: set {names} or pass api_key=..."
+        )
+    return None
+
+
+def resolve_api_base(config: ModelConfig, route: Route) -> str | None:
+    """The endpoint to use: config first, then env vars, then the provider's default."""
+    if config.api_base:
+        return config.api_base.rstrip("/")
+    for name in route.provider.base_url_env:
+        value = os.environ.get(name)
+        if value:
+            return value.rstrip("/")
+    if route.provider.needs_base_url and route.provider.base_url is None:
+        envs = " or ".join(route.provider.base_url_env)
+        raise ConfigError(
+            f"{route.provider.name} needs an endpoint: pass api_base=... or set {envs}"
+        )
+    return route.provider.base_url

@@ -1,0 +1,160 @@
+"""The provider interface and the provider-neutral request/response types.
+
+A provider turns a :class:`ChatRequest` into its wire format, sends it once (no retries — the
+runtime owns retrying), and maps its SDK's exceptions to vlgate errors at that one boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..config import ModelConfig
+    from ..image import EncodedImage
+    from ..registry import Route
+
+__all__ = [
+    "ChatRequest",
+    "Completion",
+    "Message",
+    "Provider",
+    "Usage",
+    "split_params",
+    "to_openai_messages",
+]
+
+log = logging.getLogger("vlgate")
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat message: a role and an ordered list of text strings and encoded images."""
+
+    role: str
+    parts: tuple[str | EncodedImage, ...]
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """What to send, independent of any wire format."""
+
+    model: str
+    messages: tuple[Message, ...]
+    params: dict[str, Any] = field(default_factory=dict)
+    """Caller parameters (temperature, max_tokens, seed, stop, ...), not yet filtered."""
+    json_schema: dict[str, Any] | None = None
+    """``{"name": ..., "schema": {...}}`` when native structured output is wanted."""
+    json_mode: bool = False
+    """Ask for a JSON object (``response_format={"type": "json_object"}``)."""
+    timeout: float = 60.0
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def images(self) -> list[EncodedImage]:
+        return [p for m in self.messages for p in m.parts if not isinstance(p, str)]
+
+
+@dataclass
+class Usage:
+    """Token usage of one answer (or a running total). ``cost`` is in US dollars when known."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    image_tokens: int | None = None
+    cost: float | None = None
+    requests: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        cost = None if self.cost is None and other.cost is None else (self.cost or 0) + (
+            other.cost or 0
+        )
+        images = (
+            None
+            if self.image_tokens is None and other.image_tokens is None
+            else (self.image_tokens or 0) + (other.image_tokens or 0)
+        )
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            images,
+            cost,
+            self.requests + other.requests,
+        )
+
+
+@dataclass
+class Completion:
+    """One answer from a provider."""
+
+    text: str
+    usage: Usage = field(default_factory=Usage)
+    model: str | None = None
+    finish_reason: str | None = None
+    dropped_params: tuple[str, ...] = ()
+
+
+def split_params(
+    params: dict[str, Any], supported: frozenset[str], provider: str
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Keep the parameters the provider takes; drop the rest with a debug log naming them."""
+    kept = {k: v for k, v in params.items() if k in supported}
+    dropped = tuple(sorted(k for k in params if k not in supported))
+    if dropped:
+        log.debug("%s does not take %s; dropped", provider, ", ".join(dropped))
+    return kept, dropped
+
+
+def to_openai_messages(request: ChatRequest) -> list[dict[str, Any]]:
+    """The OpenAI chat format: images as data URIs whose MIME type was sniffed from the bytes."""
+    out: list[dict[str, Any]] = []
+    for msg in request.messages:
+        if all(isinstance(p, str) for p in msg.parts):
+            out.append({"role": msg.role, "content": "".join(str(p) for p in msg.parts)})
+            continue
+        content: list[dict[str, Any]] = []
+        for part in msg.parts:
+            if isinstance(part, str):
+                content.append({"type": "text", "text": part})
+            else:
+                content.append({"type": "image_url", "image_url": {"url": part.data_uri}})
+        out.append({"role": msg.role, "content": content})
+    return out
+
+
+class Provider(ABC):
+    """A way to reach models. Subclasses implement :meth:`complete` (and :meth:`stream`).
+
+    One instance serves one :class:`~vlgate.VlModel`; it may be used from several event loops
+    (the sync facade runs on vlgate's own loop), so clients are created per loop.
+    """
+
+    def __init__(
+        self, route: Route, config: ModelConfig, api_key: str | None, api_base: str | None
+    ) -> None:
+        self.route = route
+        self.config = config
+        self._api_key = api_key
+        self.api_base = api_base
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={self.route.model!r}, api_base={self.api_base!r})"
+
+    @abstractmethod
+    async def complete(self, request: ChatRequest) -> Completion:
+        """Send one request and return the answer; raise vlgate errors only."""
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
+        """Yield text deltas. The default sends one request and yields the whole answer."""
+        completion = await self.complete(request)
+        yield completion.text
+
+    async def aclose(self) -> None:
+        """Release connections held for the current event loop."""

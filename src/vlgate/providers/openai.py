@@ -1,0 +1,165 @@
+"""OpenAI-compatible chat completions through the openai SDK: OpenAI, Qwen (DashScope), Ollama, vLLM.
+
+The SDK's own retries are off (``max_retries=0``): vlgate's runtime is the one retry layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import openai
+
+from .. import errors
+from ._errors import map_openai_error
+from .base import ChatRequest, Completion, Provider, Usage, split_params, to_openai_messages
+
+if TYPE_CHECKING:
+    from ..config import ModelConfig
+    from ..registry import Route
+
+__all__ = ["OpenAICompatProvider"]
+
+# Top-level chat-completions parameters the OpenAI API takes.
+_OPENAI_PARAMS = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "max_completion_tokens",
+        "seed",
+        "stop",
+        "n",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+        "user",
+        "service_tier",
+        "reasoning_effort",
+        "metadata",
+        "store",
+        "response_format",
+    }
+)
+
+# Parameters a server takes outside the OpenAI schema; sent in the body via ``extra_body``.
+_EXTRA_BODY_PARAMS: dict[str, frozenset[str]] = {
+    "openai": frozenset(),
+    "qwen": frozenset({"top_k", "repetition_penalty", "vl_high_resolution_images", "enable_thinking"}),
+    "ollama": frozenset({"top_k", "repeat_penalty", "num_ctx", "keep_alive", "min_p"}),
+    "vllm": frozenset(
+        {"top_k", "min_p", "repetition_penalty", "guided_json", "mm_processor_kwargs", "min_tokens"}
+    ),
+}
+
+# A placeholder the SDK needs for keyless local servers; such servers ignore it.
+_NO_KEY = "EMPTY"
+
+
+class OpenAICompatProvider(Provider):
+    """Any server speaking OpenAI chat completions (OpenAI, DashScope, Ollama ``/v1``, vLLM)."""
+
+    def __init__(
+        self, route: Route, config: ModelConfig, api_key: str | None, api_base: str | None
+    ) -> None:
+        super().__init__(route, config, api_key, api_base)
+        name = route.provider.name
+        self._extra_body_params = _EXTRA_BODY_PARAMS.get(name, frozenset())
+        self._supported = _OPENAI_PARAMS | self._extra_body_params
+        self._clients: dict[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = {}
+
+    def _client(self) -> openai.AsyncOpenAI:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            # Drop clients of loops that have closed (e.g. a finished asyncio.run()).
+            for old in [lp for lp in self._clients if lp.is_closed()]:
+                del self._clients[old]
+            client = openai.AsyncOpenAI(
+                api_key=self._api_key or _NO_KEY,
+                base_url=self.api_base,
+                max_retries=0,
+                timeout=self.config.timeout,
+                default_headers=self.config.extra_headers or None,
+            )
+            self._clients[loop] = client
+        return client
+
+    def _body(self, request: ChatRequest) -> tuple[dict[str, Any], tuple[str, ...]]:
+        params, dropped = split_params(request.params, self._supported, self.route.provider.name)
+        extra = {k: params.pop(k) for k in list(params) if k in self._extra_body_params}
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": to_openai_messages(request),
+            **params,
+        }
+        if request.json_schema is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": request.json_schema.get("name", "answer"),
+                    "schema": request.json_schema["schema"],
+                },
+            }
+        elif request.json_mode and "response_format" not in body:
+            body["response_format"] = {"type": "json_object"}
+        if extra:
+            body["extra_body"] = extra
+        if request.extra_headers:
+            body["extra_headers"] = request.extra_headers
+        body["timeout"] = request.timeout
+        return body, dropped
+
+    def _map(self, exc: BaseException) -> errors.VlgateError:
+        return map_openai_error(
+            exc, provider=self.route.provider.name, model=self.route.model, secrets=(self._api_key,)
+        )
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        body, dropped = self._body(request)
+        try:
+            resp = await self._client().chat.completions.create(**body)
+        except (openai.OpenAIError, ValueError) as exc:
+            raise self._map(exc) from None
+        if not getattr(resp, "choices", None):
+            err = errors.ResponseError("the provider returned no choices", raw=None)
+            err.retryable = True  # type: ignore[attr-defined]
+            raise err
+        choice = resp.choices[0]
+        text = choice.message.content
+        if not text:
+            err = errors.ResponseError("the model returned an empty answer", raw=text)
+            err.retryable = True  # type: ignore[attr-defined]
+            raise err
+        usage = Usage(requests=1)
+        if resp.usage is not None:
+            usage.input_tokens = resp.usage.prompt_tokens or 0
+            usage.output_tokens = resp.usage.completion_tokens or 0
+        return Completion(
+            text=text,
+            usage=usage,
+            model=resp.model,
+            finish_reason=choice.finish_reason,
+            dropped_params=dropped,
+        )
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
+        body, _ = self._body(request)
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+        try:
+            stream = await self._client().chat.completions.create(**body)
+            async for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    yield chunk.choices[0].delta.content
+        except (openai.OpenAIError, ValueError) as exc:
+            raise self._map(exc) from None
+
+    async def aclose(self) -> None:
+        loop = asyncio.get_running_loop()
+        client = self._clients.pop(loop, None)
+        if client is not None:
+            await client.close()

@@ -1,0 +1,68 @@
+"""The background event loop behind vlgate's sync API.
+
+Every sync method runs its async twin here, so there is one implementation. It works from plain
+scripts, from threads, and from inside a running event loop (a notebook) alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+__all__ = ["run_sync"]
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None
+
+
+def _background_loop() -> asyncio.AbstractEventLoop:
+    global _loop, _thread
+    with _lock:
+        if _loop is None or _loop.is_closed() or not (_thread and _thread.is_alive()):
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(
+                target=loop.run_forever, name="vlgate-loop", daemon=True
+            )
+            thread.start()
+            _loop, _thread = loop, thread
+        return _loop
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on vlgate's background loop and block until it finishes."""
+    loop = _background_loop()
+    if threading.current_thread() is _thread:
+        coro.close()
+        raise RuntimeError("a sync vlgate method was called from vlgate's own loop; use the a* method")
+    return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+
+def iterate_sync(agen: Any) -> Any:
+    """Turn an async iterator into a blocking generator driven on the background loop."""
+    loop = _background_loop()
+    iterator = agen.__aiter__()
+    try:
+        while True:
+            try:
+                yield asyncio.run_coroutine_threadsafe(iterator.__anext__(), loop).result()
+            except StopAsyncIteration:
+                return
+    finally:
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            asyncio.run_coroutine_threadsafe(aclose(), loop).result()
+
+
+def _shutdown() -> None:
+    loop = _loop
+    if loop is not None and not loop.is_closed():
+        loop.call_soon_threadsafe(loop.stop)
+
+
+atexit.register(_shutdown)
