@@ -56,6 +56,14 @@ class ModelConfig(BaseModel):
     extra_headers: dict[str, str] = Field(default_factory=dict)
     """Headers added to every request."""
     caption_prompt: str = "Describe this image in one or two sentences."
+    fallbacks: list[str | dict[str, Any]] = Field(default_factory=list)
+    """Models tried in order when this one fails transiently (rate limit, 5xx, timeout) after
+    its retries: model strings, or dicts with ``model``, ``api_key``, ``api_base``."""
+    cooldown_after: int = Field(default=3, ge=1)
+    """Consecutive failures after which a model is skipped for ``cooldown_seconds``."""
+    cooldown_seconds: float = Field(default=30.0, ge=0)
+    total_timeout: float | None = Field(default=None, gt=0)
+    """Seconds allowed for a whole call, retries and fallbacks included."""
 
     @field_validator("auto_resize")
     @classmethod

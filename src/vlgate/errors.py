@@ -2,7 +2,7 @@
 
     VlgateError
     ├── ConfigError          the caller's setup is wrong (unknown model, missing key, bad option)
-    ├── ImageError           an image could not be loaded, decoded or fitted to the provider's limits
+    ├── ImageError           an image could not be loaded, decoded or fitted to the limits
     ├── ResponseError        the model answered, but not with something usable (empty, unparsable)
     └── ProviderError        the provider refused or failed (carries ``status``)
         ├── AuthError            401 / 403
@@ -132,7 +132,7 @@ class RateLimitError(ProviderError):
         self.retryable = True
 
 
-class TimeoutError(ProviderError, builtins.TimeoutError):  # noqa: A001 - deliberate, documented
+class TimeoutError(ProviderError, builtins.TimeoutError):
     """No answer arrived within the timeout."""
 
     retryable = True
@@ -142,7 +142,7 @@ class TimeoutError(ProviderError, builtins.TimeoutError):  # noqa: A001 - delibe
         self.retryable = True
 
 
-class ConnectionError(ProviderError):  # noqa: A001 - deliberate, documented
+class ConnectionError(ProviderError):
     """The connection could not be made or was reset."""
 
     retryable = True

@@ -11,14 +11,14 @@ import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar, overload
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from . import planning
 from .config import ModelConfig, resolve_api_base, resolve_api_key
-from .errors import ConfigError, ResponseError, VlgateError
+from .errors import ConfigError, ResponseError, TimeoutError, VlgateError
 from .grounding import (
     Detections,
     Points,
@@ -33,12 +33,13 @@ from .jsonparse import extract_json
 from .providers import Completion, Message, Provider, Usage, provider_class
 from .registry import Route, resolve
 from .runtime.loop import iterate_sync, run_sync
-from .runtime.retry import with_retries
+from .runtime.retry import is_retryable, with_retries
 
 __all__ = ["Answer", "VlModel", "create"]
 
 log = logging.getLogger("vlgate")
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 class Answer(str):
@@ -97,13 +98,11 @@ class VlModel:
 
     def __init__(self, config: ModelConfig) -> None:
         self._config = config
-        self._route = resolve(config.model, family=config.family)
         # Raises ConfigError (naming the env var) before any request is possible.
-        self._api_key = resolve_api_key(config, self._route)
-        self._api_base = resolve_api_base(config, self._route)
-        cls = provider_class(self._route.provider)
-        self._provider: Provider = cls(self._route, config, self._api_key, self._api_base)
-        self._convention = get_convention(self._route.family.grounding)
+        self._engines = [_Engine(config)] + [
+            _Engine(_fallback_config(config, fb)) for fb in config.fallbacks
+        ]
+        self._primary = self._engines[0]
         self._semaphores: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
         self._usage = Usage()
         self._usage_lock = threading.Lock()
@@ -118,7 +117,7 @@ class VlModel:
     @property
     def route(self) -> Route:
         """Provider, service limits and model family this model resolved to."""
-        return self._route
+        return self._primary.route
 
     @property
     def usage(self) -> Usage:
@@ -127,9 +126,10 @@ class VlModel:
             return Usage(**vars(self._usage))
 
     def __repr__(self) -> str:
+        route = self._primary.route
         return (
-            f"VlModel(model={self._config.model!r}, provider={self._route.provider.name!r}, "
-            f"family={self._route.family.name!r})"
+            f"VlModel(model={self._config.model!r}, provider={route.provider.name!r}, "
+            f"family={route.family.name!r})"
         )
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -140,14 +140,15 @@ class VlModel:
 
     async def astop(self) -> None:
         """Close the connections this model holds on the current event loop."""
-        await self._provider.aclose()
+        for engine in self._engines:
+            await engine.provider.aclose()
 
     def start(self) -> VlModel:
         return self
 
     def stop(self) -> None:
         """Close the connections held on vlgate's background loop."""
-        run_sync(self._provider.aclose())
+        run_sync(self.astop())
 
     def __enter__(self) -> VlModel:
         return self.start()
@@ -175,11 +176,47 @@ class VlModel:
     async def _load(self, image: ImageInput) -> Image:
         return await Image.aload(image, allow_private_urls=self._config.allow_private_urls)
 
-    def _encode(self, image: Image, n_images: int = 1) -> EncodedImage:
-        return planning.encode_for(image, self._route, self._config, n_images=n_images)
+    async def _run(self, op: Callable[[_Engine], Awaitable[T]]) -> T:
+        """Run ``op`` on the primary engine, falling back down the chain on transient failure.
+
+        An engine that failed ``cooldown_after`` times in a row is skipped for
+        ``cooldown_seconds`` (unless every engine is cooling down). ``total_timeout`` bounds the
+        whole call, retries and fallbacks included.
+        """
+
+        async def chain() -> T:
+            now = time.monotonic()
+            ready = [e for e in self._engines if e.cooldown_until <= now] or self._engines
+            last: BaseException | None = None
+            for engine in ready:
+                try:
+                    result = await op(engine)
+                except VlgateError as exc:
+                    if not is_retryable(exc):
+                        raise
+                    engine.failed(self._config)
+                    last = exc
+                    if engine is not ready[-1]:
+                        log.debug("%s failed (%s); falling back", engine.route.requested, exc)
+                    continue
+                engine.succeeded()
+                return result
+            assert last is not None
+            raise last
+
+        total = self._config.total_timeout
+        if total is None:
+            return await chain()
+        try:
+            return await asyncio.wait_for(chain(), total)
+        except asyncio.TimeoutError:
+            raise TimeoutError(
+                f"no answer within total_timeout={total}s", model=self._config.model
+            ) from None
 
     async def _send(
         self,
+        engine: _Engine,
         images: Sequence[EncodedImage],
         prompt: str,
         params: dict[str, Any],
@@ -187,14 +224,21 @@ class VlModel:
     ) -> Answer:
         if not isinstance(prompt, str) or not prompt.strip():
             raise ConfigError("prompt must be a non-empty string")
+        params = dict(params)
         timeout = params.pop("timeout", None)
         request = planning.build_request(
-            self._route, self._config, images, prompt, params, timeout=timeout, **request_options
+            engine.route,
+            engine.config,
+            images,
+            prompt,
+            params,
+            timeout=timeout,
+            **request_options,
         )
         started = time.perf_counter()
         async with self._semaphore():
             completion, attempts = await with_retries(
-                lambda: self._provider.complete(request),
+                lambda: engine.provider.complete(request),
                 max_retries=self._config.max_retries,
                 backoff_base=self._config.backoff_base,
                 backoff_max=self._config.backoff_max,
@@ -214,13 +258,24 @@ class VlModel:
             dropped_params=completion.dropped_params,
         )
 
+    async def _ask(self, image: Image, prompt: str, params: dict[str, Any]) -> Answer:
+        """One image, one prompt, through the fallback chain."""
+        return await self._run(lambda e: self._send(e, [e.encode(image)], prompt, params))
+
     # --- free-form questions ------------------------------------------------------------------
 
     async def aquery(self, image: ImageInput, prompt: str, **kwargs: Any) -> Answer:
-        """Ask one question about one image. ``kwargs`` (temperature, max_tokens, seed, stop,
-        ``timeout``...) reach the provider; ones it cannot take are dropped with a debug log."""
-        img = await self._load(image)
-        return await self._send([self._encode(img)], prompt, kwargs)
+        """Ask one question about one image.
+
+        ``kwargs`` (temperature, max_tokens, seed, stop, ...) reach the provider; ones it cannot
+        take are dropped with a debug log and listed in ``answer.dropped_params``. ``timeout=``
+        overrides the per-attempt timeout for this call.
+
+        Example:
+            >>> model.query("shelf.jpg", "Which shelf is empty?", temperature=0)  # doctest: +SKIP
+            'The top shelf.'
+        """
+        return await self._ask(await self._load(image), prompt, kwargs)
 
     async def acaption(self, image: ImageInput, **kwargs: Any) -> Answer:
         """A short description of the image."""
@@ -229,12 +284,10 @@ class VlModel:
     async def aquery_multi(
         self, image: ImageInput, prompts: Sequence[str], **kwargs: Any
     ) -> list[Answer]:
-        """Several questions about one image: one answer per prompt, image encoded once."""
+        """Several questions about one image: one answer per prompt, the image encoded once."""
         prompts = _check_prompts(prompts)
-        encoded = self._encode(await self._load(image))
-        return list(
-            await asyncio.gather(*(self._send([encoded], p, dict(kwargs)) for p in prompts))
-        )
+        img = await self._load(image)
+        return list(await asyncio.gather(*(self._ask(img, p, kwargs) for p in prompts)))
 
     async def aquery_batch(
         self,
@@ -246,53 +299,67 @@ class VlModel:
     ) -> list[Answer | VlgateError]:
         """One question about each image: one answer per image, in input order.
 
-        Requests run concurrently, at most ``max_concurrency`` at a time. With
-        ``return_exceptions=True`` a failed item is its exception in the list; otherwise every
-        image is loaded and checked first (a bad image raises before anything is sent) and the
-        first failure raises.
+        Requests run concurrently, at most ``max_concurrency`` at a time. Without
+        ``return_exceptions`` every image is loaded and checked first, so a bad image raises
+        :class:`~vlgate.ImageError` before anything is sent. With ``return_exceptions=True`` a
+        failed item is its exception in the list and the others are still answered.
+
+        Example:
+            >>> model.query_batch(["a.jpg", "b.jpg"], "Door open?")  # doctest: +SKIP
         """
         if not isinstance(images, Sequence) or isinstance(images, str | bytes):
             raise ConfigError("images must be a list of images")
 
-        async def one(img: ImageInput | Image) -> Answer:
-            loaded = img if isinstance(img, Image) else await self._load(img)
-            return await self._send([self._encode(loaded)], prompt, dict(kwargs))
+        async def one(item: ImageInput | Image) -> Answer:
+            img = item if isinstance(item, Image) else await self._load(item)
+            return await self._ask(img, prompt, kwargs)
 
-        if return_exceptions:
-            results = await asyncio.gather(*(one(i) for i in images), return_exceptions=True)
-            out: list[Answer | VlgateError] = []
-            for r in results:
-                if isinstance(r, VlgateError | Answer):
-                    out.append(r)
-                elif isinstance(r, BaseException):
-                    raise r
-            return out
-        loaded = [await self._load(i) for i in images]
-        return list(await asyncio.gather(*(one(i) for i in loaded)))
+        if not return_exceptions:
+            loaded = [await self._load(i) for i in images]
+            return list(await asyncio.gather(*(one(i) for i in loaded)))
+        results = await asyncio.gather(*(one(i) for i in images), return_exceptions=True)
+        out: list[Answer | VlgateError] = []
+        for r in results:
+            if isinstance(r, Answer | VlgateError):
+                out.append(r)
+            elif isinstance(r, BaseException):
+                raise r
+        return out
 
-    async def aquery_images(self, images: Sequence[ImageInput], prompt: str, **kwargs: Any) -> Answer:
-        """One question about several images together, in one request."""
+    async def aquery_images(
+        self, images: Sequence[ImageInput], prompt: str, **kwargs: Any
+    ) -> Answer:
+        """One question about several images together, in one request.
+
+        Raises:
+            ConfigError: more images than the provider takes per request (nothing is sent).
+        """
         if not isinstance(images, Sequence) or isinstance(images, str | bytes) or not images:
             raise ConfigError("images must be a non-empty list of images")
-        cap = self._route.service.limits.max_images
-        if cap is not None and len(images) > cap:
+        limits = self._primary.route.service
+        if limits.limits.max_images is not None and len(images) > limits.limits.max_images:
             raise ConfigError(
-                f"{self._route.service.name} takes at most {cap} images per request, "
+                f"{limits.name} takes at most {limits.limits.max_images} images per request, "
                 f"got {len(images)}; use query_batch for one answer per image"
             )
         loaded = [await self._load(i) for i in images]
-        encoded = [self._encode(i, n_images=len(loaded)) for i in loaded]
-        return await self._send(encoded, prompt, kwargs)
+
+        async def op(engine: _Engine) -> Answer:
+            encoded = [engine.encode(i, n_images=len(loaded)) for i in loaded]
+            return await self._send(engine, encoded, prompt, kwargs)
+
+        return await self._run(op)
 
     async def astream(self, image: ImageInput, prompt: str, **kwargs: Any) -> AsyncIterator[str]:
-        """Yield the answer as text deltas as they arrive."""
-        encoded = self._encode(await self._load(image))
+        """Yield the answer as text deltas as they arrive (no retries once text has flowed)."""
+        img = await self._load(image)
+        engine = self._primary
         timeout = kwargs.pop("timeout", None)
         request = planning.build_request(
-            self._route, self._config, [encoded], prompt, kwargs, timeout=timeout
+            engine.route, engine.config, [engine.encode(img)], prompt, kwargs, timeout=timeout
         )
         async with self._semaphore():
-            async for delta in self._provider.stream(request):
+            async for delta in engine.provider.stream(request):
                 yield delta
 
     # --- structured output --------------------------------------------------------------------
@@ -317,69 +384,97 @@ class VlModel:
         """Ask for JSON: parsed, or a validated instance when ``schema`` is a pydantic model.
 
         Uses the provider's native JSON-schema mode where it has one; otherwise the prompt asks
-        for JSON and the answer is extracted tolerantly. One repair attempt tells the model what
-        was wrong; a second failure raises :class:`~vlgate.ResponseError` with the raw text.
+        for JSON and the answer is extracted tolerantly (fences, chatter, truncation). One repair
+        attempt tells the model what was wrong; a second failure raises
+        :class:`~vlgate.ResponseError` carrying the raw text.
+
+        Example:
+            >>> class Count(BaseModel):
+            ...     people: int
+            >>> model.query_json("room.jpg", "Count the people.", Count)  # doctest: +SKIP
+            Count(people=3)
         """
         model_cls = schema if isinstance(schema, type) and issubclass(schema, BaseModel) else None
         if schema is not None and model_cls is None and not isinstance(schema, dict):
             raise ConfigError("schema must be a pydantic model class or a JSON-schema dict")
         schema_dict = model_cls.model_json_schema() if model_cls else schema
-        native = self._native_json()
         full_prompt = f"{prompt}\n\n{_JSON_INSTRUCTION}"
         if schema_dict is not None:
             full_prompt += "\nThe JSON must match this JSON schema:\n" + json.dumps(schema_dict)
-        options: dict[str, Any] = {}
-        if native and schema_dict is not None:
-            name = model_cls.__name__ if model_cls else str(schema_dict.get("title", "answer"))
-            options["json_schema"] = {"name": _schema_name(name), "schema": schema_dict}
-        elif native:
-            options["json_mode"] = True
+        img = await self._load(image)
 
-        encoded = self._encode(await self._load(image))
-        answer = await self._send([encoded], full_prompt, dict(kwargs), **options)
-        try:
-            return _validate_json(answer, model_cls, schema_dict)
-        except ResponseError as first:
-            log.debug("JSON answer unusable (%s); asking once more", first)
-            repair = (
-                f"Your answer could not be used: {first}. Reply again with only the corrected "
-                "JSON."
-            )
-            history = (Message("assistant", (str(answer),)), Message("user", (repair,)))
-            fixed = await self._send(
-                [encoded], full_prompt, dict(kwargs), history=history, **options
-            )
-            return _validate_json(fixed, model_cls, schema_dict)
+        async def op(engine: _Engine) -> Any:
+            options: dict[str, Any] = {}
+            if engine.native_json and schema_dict is not None:
+                name = model_cls.__name__ if model_cls else str(schema_dict.get("title", "answer"))
+                options["json_schema"] = {"name": _schema_name(name), "schema": schema_dict}
+            elif engine.native_json:
+                options["json_mode"] = True
+            encoded = [engine.encode(img)]
+            answer = await self._send(engine, encoded, full_prompt, kwargs, **options)
+            try:
+                return _validate_json(answer, model_cls, schema_dict)
+            except ResponseError as first:
+                log.debug("JSON answer unusable (%s); asking once more", first)
+                repair = (
+                    f"Your answer could not be used: {first}. Reply again with only the "
+                    "corrected JSON."
+                )
+                history = (Message("assistant", (str(answer),)), Message("user", (repair,)))
+                fixed = await self._send(
+                    engine, encoded, full_prompt, kwargs, history=history, **options
+                )
+                return _validate_json(fixed, model_cls, schema_dict)
 
-    def _native_json(self) -> bool:
-        fam = self._route.family.native_json_schema
-        return self._route.provider.native_json_schema if fam is None else fam
+        return await self._run(op)
 
     # --- grounding ----------------------------------------------------------------------------
 
     async def adetect(self, image: ImageInput, target: str, **kwargs: Any) -> Detections:
-        """Boxes of ``target`` in pixels of the original image, whichever model family answers."""
+        """Boxes of ``target`` in pixels of the original image, whichever model family answers.
+
+        The family's native prompt and coordinate convention are used; the answer is mapped
+        back through the provider's resize and ``auto_resize`` with separate x and y factors.
+
+        Example:
+            >>> dets = model.detect("kitchen.jpg", "mug")  # doctest: +SKIP
+            >>> dets[0].xyxy                                 # doctest: +SKIP
+            (412.0, 230.5, 468.0, 301.0)
+        """
         img = await self._load(image)
-        encoded = self._encode(img)
-        seen = planning.model_input_size(encoded, self._route, self._config)
-        prompt = detection_prompt(self._convention, target, seen)
-        answer = await self._send([encoded], prompt, kwargs)
-        found = parse_detections(answer, self._convention, img.size, model_input_size=seen)
-        if not found:
-            log.debug("no detections parsed from answer: %.200s", answer)
-        return Detections(found, image_size=img.size)
+
+        async def op(engine: _Engine) -> Detections:
+            encoded = engine.encode(img)
+            seen = planning.model_input_size(encoded, engine.route, engine.config)
+            prompt = detection_prompt(engine.convention, target, seen)
+            answer = await self._send(engine, [encoded], prompt, kwargs)
+            found = parse_detections(answer, engine.convention, img.size, model_input_size=seen)
+            if not found:
+                log.debug("no detections parsed from answer: %.200s", answer)
+            return Detections(found, image_size=img.size)
+
+        return await self._run(op)
 
     async def apoint(self, image: ImageInput, target: str, **kwargs: Any) -> Points:
-        """Points on ``target`` in pixels of the original image."""
+        """Points on ``target`` in pixels of the original image.
+
+        Example:
+            >>> model.point("table.jpg", "the red cup")[0].xy  # doctest: +SKIP
+            (233.0, 118.5)
+        """
         img = await self._load(image)
-        encoded = self._encode(img)
-        seen = planning.model_input_size(encoded, self._route, self._config)
-        prompt = point_prompt(self._convention, target, seen)
-        answer = await self._send([encoded], prompt, kwargs)
-        found = parse_points(answer, self._convention, img.size, model_input_size=seen)
-        if not found:
-            log.debug("no points parsed from answer: %.200s", answer)
-        return Points(found, image_size=img.size)
+
+        async def op(engine: _Engine) -> Points:
+            encoded = engine.encode(img)
+            seen = planning.model_input_size(encoded, engine.route, engine.config)
+            prompt = point_prompt(engine.convention, target, seen)
+            answer = await self._send(engine, [encoded], prompt, kwargs)
+            found = parse_points(answer, engine.convention, img.size, model_input_size=seen)
+            if not found:
+                log.debug("no points parsed from answer: %.200s", answer)
+            return Points(found, image_size=img.size)
+
+        return await self._run(op)
 
     # --- sync facade --------------------------------------------------------------------------
 
@@ -433,6 +528,53 @@ class VlModel:
     def stream(self, image: ImageInput, prompt: str, **kwargs: Any) -> Iterator[str]:
         """Sync :meth:`astream`: a blocking iterator of text deltas."""
         return iterate_sync(self.astream(image, prompt, **kwargs))  # type: ignore[no-any-return]
+
+
+class _Engine:
+    """One route the model can answer through: the primary model or one of its fallbacks."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = config
+        self.route = resolve(config.model, family=config.family)
+        api_key = resolve_api_key(config, self.route)
+        api_base = resolve_api_base(config, self.route)
+        self.provider: Provider = provider_class(self.route.provider)(
+            self.route, config, api_key, api_base
+        )
+        self.convention = get_convention(self.route.family.grounding)
+        fam = self.route.family.native_json_schema
+        self.native_json = self.route.provider.native_json_schema if fam is None else fam
+        self.failures = 0
+        self.cooldown_until = 0.0
+
+    def encode(self, image: Image, n_images: int = 1) -> EncodedImage:
+        return planning.encode_for(image, self.route, self.config, n_images=n_images)
+
+    def failed(self, config: ModelConfig) -> None:
+        self.failures += 1
+        if self.failures >= config.cooldown_after:
+            self.cooldown_until = time.monotonic() + config.cooldown_seconds
+            log.debug("%s cooling down for %.0fs", self.route.requested, config.cooldown_seconds)
+
+    def succeeded(self) -> None:
+        self.failures = 0
+        self.cooldown_until = 0.0
+
+
+def _fallback_config(config: ModelConfig, fallback: str | dict[str, Any]) -> ModelConfig:
+    """A fallback's config: the primary's options with its own model, key and endpoint."""
+    spec = {"model": fallback} if isinstance(fallback, str) else dict(fallback)
+    if "model" not in spec:
+        raise ConfigError("each fallback needs a model string")
+    return config.model_copy(
+        update={
+            "model": spec["model"],
+            "api_key": SecretStr(spec["api_key"]) if spec.get("api_key") else None,
+            "api_base": spec.get("api_base"),
+            "family": spec.get("family"),
+            "fallbacks": [],
+        }
+    )
 
 
 def _check_prompts(prompts: Sequence[str]) -> list[str]:
@@ -491,7 +633,7 @@ def create(model: str | None = None, /, **config: Any) -> VlModel:
             names the env var to set). Nothing is sent.
 
     Example:
-        >>> m = vlgate.create("anthropic/claude-sonnet-4-6", api_key="...", max_concurrency=8)  # doctest: +SKIP
+        >>> vlgate.create("anthropic/claude-sonnet-4-6", max_concurrency=8)  # doctest: +SKIP
     """
     model_name = config.pop("model_name", None)
     if model is None:
@@ -502,4 +644,3 @@ def create(model: str | None = None, /, **config: Any) -> VlModel:
     if model_name:
         model = f"{model}/{model_name}"
     return VlModel(ModelConfig.build(model=model, **config))
-

@@ -270,7 +270,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
             base_url_env=("LITELLM_API_BASE",),
             needs_key=False,  # LiteLLM reads each provider's own env vars; checked per service.
             native_json_schema=True,
-            description="Any LiteLLM model string: anthropic/, gemini/, bedrock/, azure/, vertex_ai/",
+            description="Any LiteLLM model: anthropic/, gemini/, bedrock/, azure/, vertex_ai/",
         ),
     ]
 }

@@ -73,8 +73,10 @@ class Usage:
         return self.input_tokens + self.output_tokens
 
     def __add__(self, other: Usage) -> Usage:
-        cost = None if self.cost is None and other.cost is None else (self.cost or 0) + (
-            other.cost or 0
+        cost = (
+            None
+            if self.cost is None and other.cost is None
+            else (self.cost or 0) + (other.cost or 0)
         )
         images = (
             None
@@ -156,5 +158,5 @@ class Provider(ABC):
         completion = await self.complete(request)
         yield completion.text
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release connections held for the current event loop."""

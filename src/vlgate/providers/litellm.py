@@ -1,4 +1,4 @@
-"""The LiteLLM gateway: Anthropic, Gemini, Bedrock, Azure, Vertex and every other LiteLLM model string.
+"""The LiteLLM gateway: Anthropic, Gemini, Bedrock, Azure, Vertex and any other LiteLLM model.
 
 vlgate hands LiteLLM OpenAI-format messages whose images are always data URIs with a MIME type
 sniffed from the bytes (LiteLLM trusts the declared type and would otherwise fetch URLs itself with
@@ -48,7 +48,7 @@ def load_litellm() -> ModuleType:
 
 
 class LiteLLMProvider(Provider):
-    """Any LiteLLM model string, e.g. ``anthropic/claude-sonnet-4-6`` or ``gemini/gemini-2.5-flash``."""
+    """Any LiteLLM model string, e.g. ``anthropic/claude-sonnet-4-6``."""
 
     def __init__(
         self, route: Route, config: ModelConfig, api_key: str | None, api_base: str | None
@@ -66,7 +66,9 @@ class LiteLLMProvider(Provider):
             self._supported = frozenset(got) if got else frozenset()
         return self._supported or None
 
-    def _kwargs(self, request: ChatRequest, litellm: ModuleType) -> tuple[dict[str, Any], tuple[str, ...]]:
+    def _kwargs(
+        self, request: ChatRequest, litellm: ModuleType
+    ) -> tuple[dict[str, Any], tuple[str, ...]]:
         params = dict(request.params)
         supported = self._supported_params(litellm)
         dropped: tuple[str, ...] = ()

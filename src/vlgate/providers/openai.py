@@ -1,4 +1,4 @@
-"""OpenAI-compatible chat completions through the openai SDK: OpenAI, Qwen (DashScope), Ollama, vLLM.
+"""OpenAI-compatible chat completions via the openai SDK: OpenAI, Qwen (DashScope), Ollama, vLLM.
 
 The SDK's own retries are off (``max_retries=0``): vlgate's runtime is the one retry layer.
 """
@@ -48,7 +48,9 @@ _OPENAI_PARAMS = frozenset(
 # Parameters a server takes outside the OpenAI schema; sent in the body via ``extra_body``.
 _EXTRA_BODY_PARAMS: dict[str, frozenset[str]] = {
     "openai": frozenset(),
-    "qwen": frozenset({"top_k", "repetition_penalty", "vl_high_resolution_images", "enable_thinking"}),
+    "qwen": frozenset(
+        {"top_k", "repetition_penalty", "vl_high_resolution_images", "enable_thinking"}
+    ),
     "ollama": frozenset({"top_k", "repeat_penalty", "num_ctx", "keep_alive", "min_p"}),
     "vllm": frozenset(
         {"top_k", "min_p", "repetition_penalty", "guided_json", "mm_processor_kwargs", "min_tokens"}

@@ -26,9 +26,7 @@ def _background_loop() -> asyncio.AbstractEventLoop:
     with _lock:
         if _loop is None or _loop.is_closed() or not (_thread and _thread.is_alive()):
             loop = asyncio.new_event_loop()
-            thread = threading.Thread(
-                target=loop.run_forever, name="vlgate-loop", daemon=True
-            )
+            thread = threading.Thread(target=loop.run_forever, name="vlgate-loop", daemon=True)
             thread.start()
             _loop, _thread = loop, thread
         return _loop
@@ -39,7 +37,9 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     loop = _background_loop()
     if threading.current_thread() is _thread:
         coro.close()
-        raise RuntimeError("a sync vlgate method was called from vlgate's own loop; use the a* method")
+        raise RuntimeError(
+            "a sync vlgate method was called from vlgate's own loop; use the a* method"
+        )
     return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
 

@@ -1,0 +1,161 @@
+"""The LiteLLM gateway on the wire: Anthropic and Gemini protocols as LiteLLM translates them.
+
+The emulator validates like the real services: Anthropic rejects a declared media_type that does
+not match the bytes, which is exactly the bug vlgate must never have.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+
+import pytest
+
+import vlgate
+from vlgate.testing import Emulator
+from vlgate.testing.scenes import make_scene
+
+from .conftest import KEY, jpeg_bytes, png_bytes
+
+pytestmark = pytest.mark.litellm
+
+CLAUDE = "anthropic/claude-sonnet-4-5"
+GEMINI = "gemini/gemini-2.5-flash"
+
+
+def claude(emu: Emulator, **kw: object) -> vlgate.VlModel:
+    kw.setdefault("api_key", KEY)
+    kw.setdefault("api_base", emu.url)
+    kw.setdefault("backoff_base", 0.0)
+    return vlgate.create(CLAUDE, **kw)
+
+
+def gemini(emu: Emulator, **kw: object) -> vlgate.VlModel:
+    kw.setdefault("api_key", KEY)
+    kw.setdefault("api_base", emu.gemini_base)
+    kw.setdefault("backoff_base", 0.0)
+    return vlgate.create(GEMINI, **kw)
+
+
+@pytest.mark.parametrize("data", [png_bytes(), jpeg_bytes()], ids=["png", "jpeg"])
+def test_anthropic_gets_key_model_kwargs_and_matching_media_type(
+    emulator: Emulator, data: bytes
+) -> None:
+    answer = claude(emulator).query(data, "What colour?", temperature=0.3, max_tokens=64)
+    assert answer
+    [req] = emulator.requests
+    assert req.protocol == "anthropic" and req.path == "/v1/messages"
+    assert req.headers["x-api-key"] == KEY
+    assert req.body["model"] == "claude-sonnet-4-5"
+    assert req.body["temperature"] == 0.3 and req.body["max_tokens"] == 64
+    [img] = req.images
+    assert img.declared_mime == img.actual_mime
+    assert img.data == data  # small upright files in an accepted format are sent untouched
+
+
+def test_anthropic_mismatch_would_be_rejected(emulator: Emulator) -> None:
+    """The emulator itself rejects what Anthropic rejects, so the test above can fail."""
+    import httpx
+
+    body = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 10,
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "image",
+                        "source": {
+                            "type": "base64",
+                            "media_type": "image/png",
+                            "data": base64.b64encode(jpeg_bytes()).decode(),
+                        },
+                    },
+                    {"type": "text", "text": "hi"},
+                ],
+            }
+        ],
+    }
+    r = httpx.post(
+        emulator.url + "/v1/messages",
+        json=body,
+        headers={"x-api-key": KEY, "anthropic-version": "2023-06-01"},
+    )
+    assert r.status_code == 400
+    assert "image/jpeg" in r.text
+
+
+def test_anthropic_big_image_is_fitted_to_its_limits(emulator: Emulator) -> None:
+    scene = make_scene(1, size=(4032, 3024))
+    claude(emulator).query(scene.image, "describe")
+    [img] = emulator.requests[0].images
+    assert img.size is not None and max(img.size) <= 1568  # Claude's own resize, done first
+    assert img.nbytes <= 5 * 1024 * 1024
+    assert img.declared_mime == img.actual_mime
+
+
+def test_anthropic_wrong_key_is_auth_error_without_retry(emulator: Emulator) -> None:
+    secret = "sk-ant-wrong-0123456789abcdef"
+    with pytest.raises(vlgate.AuthError) as info:
+        claude(emulator, api_key=secret).query(png_bytes(), "hi")
+    assert len(emulator.requests) == 1
+    assert secret not in str(info.value)
+
+
+def test_anthropic_missing_key_names_env_var(emulator: Emulator) -> None:
+    with pytest.raises(vlgate.ConfigError, match="ANTHROPIC_API_KEY"):
+        vlgate.create(CLAUDE, api_base=emulator.url)
+    assert emulator.requests == []
+
+
+def test_anthropic_key_from_env(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    vlgate.create(CLAUDE, api_base=emulator.url).query(png_bytes(), "hi")
+    assert emulator.requests[0].headers["x-api-key"] == KEY
+
+
+def test_anthropic_retries_overloaded_then_succeeds(emulator: Emulator) -> None:
+    emulator.script("claude-sonnet-4-5", ["529", "429", "ok"])
+    answer = claude(emulator, max_retries=3).query(png_bytes(), "hi")
+    assert answer.attempts == 3
+    assert [r.status for r in emulator.requests] == [529, 429, 200]
+
+
+def test_anthropic_batch_one_request_per_image(emulator: Emulator) -> None:
+    scenes = [make_scene(s, size=(300, 200)) for s in range(4)]
+    answers = claude(emulator).query_batch([s.image for s in scenes], "How many shapes?")
+    assert len(answers) == 4 and len(emulator.requests) == 4
+    for scene, answer in zip(scenes, answers, strict=True):
+        assert str(len(scene.shapes)) in answer
+
+
+def test_gemini_gets_key_and_inline_image(emulator: Emulator) -> None:
+    answer = gemini(emulator).query(jpeg_bytes(), "What colour?", temperature=0.5)
+    assert answer
+    [req] = emulator.requests
+    assert req.protocol == "gemini"
+    assert KEY in (req.headers.get("x-goog-api-key", "") + req.query)
+    assert "gemini-2.5-flash" in req.path
+    [img] = req.images
+    assert img.declared_mime == img.actual_mime == "image/jpeg"
+    assert req.body["generationConfig"]["temperature"] == 0.5
+
+
+def test_gemini_detect_maps_y_first_boxes_to_pixels(emulator: Emulator) -> None:
+    scene = make_scene(7, size=(800, 600))
+    dets = gemini(emulator).detect(scene.image, "shape")
+    assert len(dets) == len(scene.shapes)
+    truth = sorted(s.xyxy for s in scene.shapes)
+    got = sorted(d.xyxy for d in dets)
+    for t, g in zip(truth, got, strict=True):
+        assert all(abs(a - b) <= 8 for a, b in zip(t, g, strict=True)), (t, g)
+
+
+def test_missing_litellm_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "litellm" else real(name, *a)
+    )
+    with pytest.raises(ImportError, match=r"pip install 'vlgate\[litellm\]'"):
+        vlgate.create(CLAUDE, api_key=KEY)
