@@ -73,10 +73,11 @@ def extract_json_candidates(text: str) -> Iterator[Any]:
         if not piece or piece in seen:
             continue
         seen.add(piece)
-        pieces.append(piece)
         ok, value = _loads(piece)
         if ok:
             yield value
+        else:
+            pieces.append(piece)
     for piece in pieces:
         if piece[:1] in "[{" and len(piece) <= _SLOW_PARSE_LIMIT:
             ok, value = _json_repair(piece)
