@@ -1,1 +1,43 @@
-"""The offline provider emulator (placeholder while it is being built)."""
+"""vlgate's offline provider emulator, synthetic scenes and pytest fixtures.
+
+Public API::
+
+    from vlgate.testing import Emulator, RecordedRequest, RecordedImage
+    from vlgate.testing.scenes import make_scene, Scene, Shape
+
+    with Emulator(api_key="emu-key", latency=0.0, seed=0) as emu:
+        emu.url            # http://127.0.0.1:PORT
+        emu.openai_base    # emu.url + "/v1"         (OpenAI, vLLM, DashScope-style)
+        emu.ollama_base    # emu.url + "/ollama/v1"  (Ollama's OpenAI-compatible API)
+        emu.requests       # list[RecordedRequest], a thread-safe copy
+        emu.script("gpt-4o", ["429", "500", "ok"])
+        emu.set_faults(rate=0.3, kinds=["429", "503"], seed=1)
+        emu.rate_limit("gpt-4o", rpm=60)
+        emu.latency = 0.2
+
+Modules: :mod:`.emulator` (server), :mod:`.wire` (protocols), :mod:`.rules` (image limits),
+:mod:`.faults` (outcome syntax), :mod:`.answers` (intent rules), :mod:`.families` (coordinate
+conventions), :mod:`.vision` (shape finder), :mod:`.scenes` (test images),
+:mod:`.pytest_plugin` (fixtures ``emulator``, ``emulator_session``).
+
+Importing this package is light: the server (aiohttp) loads on first use of ``Emulator``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .records import RecordedImage, RecordedRequest
+
+if TYPE_CHECKING:
+    from .emulator import Emulator, serve
+
+__all__ = ["Emulator", "RecordedImage", "RecordedRequest", "serve"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Emulator", "serve"):
+        from . import emulator
+
+        return getattr(emulator, name)
+    raise AttributeError(f"module 'vlgate.testing' has no attribute {name!r}")
