@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -102,10 +103,8 @@ def test_never_evaluates_code(tmp_path: Any) -> None:
 )
 def test_bounded_time_on_one_megabyte(adversarial: str) -> None:
     start = time.perf_counter()
-    try:
+    with contextlib.suppress(ResponseError):
         extract_json(adversarial)
-    except ResponseError:
-        pass
     assert time.perf_counter() - start < 1.0
 
 
@@ -125,7 +124,5 @@ def test_random_text_never_raises_anything_but_response_error() -> None:
     alphabet = "[]{}\",:'0123456789 abc\n`tnul.-eE"
     for _ in range(400):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80)))
-        try:
+        with contextlib.suppress(ResponseError):
             extract_json(text)
-        except ResponseError:
-            pass
