@@ -1034,16 +1034,16 @@ def _parse_url(url: str | httpx.URL, shown: str) -> httpx.URL:
     return parsed
 
 
-def _plan_hop(
+def _plan_hops(
     url: httpx.URL,
     addresses: list[str],
     allow: bool | list[ipaddress.IPv4Network | ipaddress.IPv6Network],
     shown: str,
-) -> _Hop:
-    """Check every address ``url``'s host resolves to, and pin the connection to one of them."""
+) -> list[_Hop]:
+    """Check every address ``url``'s host resolves to; one connection plan per address."""
     if allow is True:
-        return _Hop(url, {}, {}, shown)
-    ips = []
+        return [_Hop(url, {}, {}, shown)]
+    ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
     for text in addresses:
         ip = ipaddress.ip_address(text.split("%", 1)[0])
         permitted = _is_public(ip) or (
@@ -1054,14 +1054,14 @@ def _plan_hop(
                 f"refusing to fetch {shown}: host {url.host!r} resolves to non-public address "
                 f"{ip} (pass allow_private_urls=True, or a list of allowed networks, to permit)"
             )
-        ips.append(ip)
+        if ip not in ips:
+            ips.append(ip)
     if not ips:
         raise ImageError(f"cannot resolve host {url.host!r} of {shown}")
-    # Connect to the address just checked, not to a second DNS answer (DNS rebinding).
-    pinned = url.copy_with(host=str(ips[0]))
+    # Connect to the addresses just checked, not to a second DNS answer (DNS rebinding).
     headers = {"Host": url.netloc.decode("ascii")}
     extensions: dict[str, Any] = {"sni_hostname": url.host} if url.scheme == "https" else {}
-    return _Hop(pinned, headers, extensions, shown)
+    return [_Hop(url.copy_with(host=str(ip)), headers, extensions, shown) for ip in ips]
 
 
 def _literal_ip(host: str) -> list[str] | None:
@@ -1149,13 +1149,18 @@ def _fetch_sync(
     try:
         with httpx.Client(**_client_kwargs(timeout, allow)) as client:
             for _ in range(_MAX_REDIRECTS + 1):
-                hop = _plan_hop(
-                    url, [] if allow is True else _resolve_sync(url, shown), allow, shown
-                )
-                request = client.build_request(
-                    "GET", hop.url, headers=hop.headers, extensions=hop.extensions
-                )
-                response = client.send(request, stream=True)
+                addresses = [] if allow is True else _resolve_sync(url, shown)
+                hops = _plan_hops(url, addresses, allow, shown)
+                for i, hop in enumerate(hops):
+                    request = client.build_request(
+                        "GET", hop.url, headers=hop.headers, extensions=hop.extensions
+                    )
+                    try:
+                        response = client.send(request, stream=True)
+                        break
+                    except httpx.ConnectError:
+                        if i == len(hops) - 1:
+                            raise
                 try:
                     nxt = _next_location(response, url, shown)
                     if nxt is None:
@@ -1166,7 +1171,7 @@ def _fetch_sync(
                             if total > max_bytes:
                                 raise _over_cap(shown, max_bytes)
                             if time.monotonic() > deadline:
-                                raise ImageError(f"timed out after {timeout:g} s fetching {shown}")
+                                raise _timed_out(timeout, shown)
                             chunks.append(chunk)
                         return _decoded(response, b"".join(chunks), max_bytes, shown)
                 finally:
@@ -1174,9 +1179,9 @@ def _fetch_sync(
                 shown = _safe_url(str(nxt))
                 url = _parse_url(nxt, shown)
     except httpx.TimeoutException:
-        raise ImageError(f"timed out after {timeout:g} s fetching {shown}") from None
+        raise _timed_out(timeout, shown) from None
     except httpx.HTTPError as exc:
-        raise ImageError(f"cannot fetch {shown}: {type(exc).__name__}") from None
+        raise _fetch_failed(exc, shown) from None
     raise ImageError(f"too many redirects (> {_MAX_REDIRECTS}) fetching {_safe_url(source)}")
 
 
@@ -1195,11 +1200,17 @@ async def _fetch_async(
         async with httpx.AsyncClient(**_client_kwargs(timeout, allow)) as client:
             for _ in range(_MAX_REDIRECTS + 1):
                 addresses = [] if allow is True else await _resolve_async(url, shown)
-                hop = _plan_hop(url, addresses, allow, shown)
-                request = client.build_request(
-                    "GET", hop.url, headers=hop.headers, extensions=hop.extensions
-                )
-                response = await client.send(request, stream=True)
+                hops = _plan_hops(url, addresses, allow, shown)
+                for i, hop in enumerate(hops):
+                    request = client.build_request(
+                        "GET", hop.url, headers=hop.headers, extensions=hop.extensions
+                    )
+                    try:
+                        response = await client.send(request, stream=True)
+                        break
+                    except httpx.ConnectError:
+                        if i == len(hops) - 1:
+                            raise
                 try:
                     nxt = _next_location(response, url, shown)
                     if nxt is None:
@@ -1218,11 +1229,23 @@ async def _fetch_async(
         raise ImageError(f"too many redirects (> {_MAX_REDIRECTS}) fetching {_safe_url(source)}")
 
     try:
+        # One deadline for the whole fetch: a server dripping bytes cannot stretch it.
         return await asyncio.wait_for(run(), timeout)
     except (asyncio.TimeoutError, httpx.TimeoutException):
-        raise ImageError(f"timed out after {timeout:g} s fetching {shown}") from None
+        raise _timed_out(timeout, shown) from None
     except httpx.HTTPError as exc:
-        raise ImageError(f"cannot fetch {shown}: {type(exc).__name__}") from None
+        raise _fetch_failed(exc, shown) from None
+
+
+def _timed_out(timeout: float, shown: str) -> ImageError:
+    return ImageError(f"timed out after {timeout:g} s fetching {shown}")
+
+
+def _fetch_failed(exc: Exception, shown: str) -> ImageError:
+    detail = str(exc)
+    # httpx messages rarely hold a URL, but one with a query string could carry a token.
+    detail = "" if "://" in detail or not detail else f": {detail[:200]}"
+    return ImageError(f"cannot fetch {shown}: {type(exc).__name__}{detail}")
 
 
 def _decoded(response: httpx.Response, raw: bytes, max_bytes: int, shown: str) -> bytes:
