@@ -77,7 +77,7 @@ def red_corners(arr: np.ndarray) -> list[str]:
     return [k for k, px in corners.items() if px[0] > 200 and px[2] < 60]
 
 
-# --- sniffing -------------------------------------------------------------------------------------
+# --- sniffing ------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -140,7 +140,7 @@ def test_sniff_never_raises(data: bytes) -> None:
     }
 
 
-# --- loading: every input form ----------------------------------------------------------------------
+# --- loading: every input form -------------------------------------------------------------------
 
 
 def test_load_every_form_gives_same_pixels(tmp_path: Path) -> None:
@@ -297,7 +297,7 @@ def test_grey_png_passthrough() -> None:
     assert img.encode().data == data
 
 
-# --- EXIF -------------------------------------------------------------------------------------------
+# --- EXIF ----------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -325,7 +325,7 @@ def test_exif_on_pil_input() -> None:
     assert img.size == (20, 40) and red_corners(img.to_numpy()) == ["tr"]
 
 
-# --- MIME is sniffed, never guessed ---------------------------------------------------------------------
+# --- MIME is sniffed, never guessed --------------------------------------------------------------
 
 
 def test_mime_from_bytes_not_file_name(tmp_path: Path) -> None:
@@ -347,7 +347,8 @@ def test_mime_from_bytes_not_file_name(tmp_path: Path) -> None:
     [("BMP", "RGB", "image/jpeg"), ("TIFF", "RGB", "image/jpeg"), ("TIFF", "RGBA", "image/png")],
 )
 def test_transcode_unsendable_formats(fmt: str, mode: str, mime: str) -> None:
-    im = PILImage.new(mode, (12, 8), (10, 200, 30, 128)[: len(mode)])
+    color = (10, 200, 30, 128) if mode == "RGBA" else (10, 200, 30)
+    im = PILImage.new(mode, (12, 8), color)
     data = encode_pil(im, fmt)
     img = Image.load(data)
     enc = img.encode()
@@ -372,7 +373,7 @@ def test_encoded_image_invariants() -> None:
     assert "bytes" in repr(enc) and len(repr(enc)) < 100  # never dumps the data
 
 
-# --- encoding -------------------------------------------------------------------------------------------
+# --- encoding ------------------------------------------------------------------------------------
 
 
 def test_numpy_photo_encodes_jpeg_at_quality() -> None:
@@ -583,7 +584,7 @@ def test_property_any_array_encodes_consistently(
     assert enc.to_original(tw, th) == pytest.approx((w, h))
 
 
-# --- errors ---------------------------------------------------------------------------------------------
+# --- errors --------------------------------------------------------------------------------------
 
 
 def test_error_missing_file_and_directory(tmp_path: Path) -> None:
@@ -617,7 +618,7 @@ def test_error_bad_bytes() -> None:
 def test_error_truncated(fmt: str) -> None:
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
     data = encode_pil(PILImage.fromarray(noise(64, 64, seed=7)), fmt)
-    with pytest.raises(ImageError, match="truncated|corrupt"):
+    with pytest.raises(ImageError, match=r"truncated|corrupt"):
         Image.load(data[: len(data) // 2])
 
 
@@ -700,7 +701,7 @@ def test_error_non_http_schemes(url: str) -> None:
         Image.load(url)
 
 
-# --- URL fetch against a loopback server -------------------------------------------------------------
+# --- URL fetch against a loopback server ---------------------------------------------------------
 
 PNG_8x6 = encode_pil(PILImage.new("RGB", (8, 6), (0, 128, 255)), "PNG")
 BIG = encode_pil(PILImage.fromarray(noise(200, 200)), "PNG")  # ~120 kB
