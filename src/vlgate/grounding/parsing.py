@@ -86,20 +86,19 @@ def parse_points(
         (320.0, 120.0)
     """
     conv = get_convention(convention)
-    items = _raw_items(text, conv, "point")
+    points, boxes = _raw_points_or_boxes(text, conv)
     out: list[Point] = []
-    for item in items:
+    for item in points:
         pt = _to_point(item, conv, image_size, model_input_size, default_label)
         if pt is not None:
             out.append(pt)
     if out:
         return out
-    return [
-        Point(d.label, d.center, raw=d.raw, convention=d.convention)
-        for d in parse_detections(
-            text, conv, image_size, model_input_size, default_label=default_label
-        )
-    ]
+    for item in boxes:
+        det = _to_detection(item, conv, image_size, model_input_size, default_label)
+        if det is not None:
+            out.append(Point(det.label, det.center, raw=det.raw, convention=det.convention))
+    return out
 
 
 # --- conversion ------------------------------------------------------------------------------
@@ -189,6 +188,22 @@ def _raw_items(text: Any, conv: Convention, want: Kind) -> list[_Raw]:
         if items:
             return items[:MAX_ITEMS]
     return []
+
+
+def _raw_points_or_boxes(text: Any, conv: Convention) -> tuple[list[_Raw], list[_Raw]]:
+    """Points from the first syntax that has any; else boxes (for their centres), in one pass."""
+    if not isinstance(text, str) or not text.strip():
+        return [], []
+    text = text[:MAX_TEXT]
+    boxes: list[_Raw] = []
+    for syntax in conv.syntax:
+        items = list(_PARSERS[syntax](text, conv))
+        points = [i for i in items if i.kind == "point"]
+        if points:
+            return points[:MAX_ITEMS], []
+        if not boxes:
+            boxes = [i for i in items if i.kind == "box"][:MAX_ITEMS]
+    return [], boxes
 
 
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
