@@ -1,0 +1,176 @@
+"""Shared pieces of the commands: options, error -> exit code mapping, logging, output."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+from ..errors import ConfigError, ImageError, VlgateError, redact
+from ..registry import LITELLM_SERVICES, PROVIDERS
+from ..settings import load_settings, model_options
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..model import VlModel
+
+# --- exit codes -------------------------------------------------------------------------------
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+# First match wins: caller mistakes are usage errors (2), anything the provider did is 1.
+_EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (ConfigError, EXIT_USAGE),
+    (ImageError, EXIT_USAGE),
+    (VlgateError, EXIT_FAILED),
+)
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok; 1 a provider or an item failed; 2 usage, config or image error; "
+    "130 interrupted."
+)
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The exit code for an error that ends a command."""
+    for kind, code in _EXIT_CODES:
+        if isinstance(exc, kind):
+            return code
+    return EXIT_FAILED
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line, with anything shaped like a key masked."""
+    return redact(" ".join(str(text).split()), *known_secrets())
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """Print ``error: message`` to stderr and exit with ``code``."""
+    typer.echo(f"error: {one_line(message)}", err=True)
+    raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def errors_to_exit() -> Iterator[None]:
+    """Turn a vlgate error into one line on stderr and its exit code; no traceback."""
+    try:
+        yield
+    except VlgateError as exc:
+        fail(str(exc) or type(exc).__name__, exit_code_for(exc))
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+# --- secrets and logging ----------------------------------------------------------------------
+
+
+def _key_env_names() -> list[str]:
+    names: set[str] = set()
+    for spec in PROVIDERS.values():
+        names.update(spec.key_env)
+    for _service, envs in LITELLM_SERVICES.values():
+        names.update(envs)
+    names.update({"AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"})
+    return sorted(names)
+
+
+KEY_ENV_NAMES: list[str] = _key_env_names()
+"""Every env var vlgate may read a key from (names only)."""
+
+_extra_secrets: set[str] = set()
+
+
+def known_secrets() -> list[str]:
+    """Key values this process knows of, to mask wherever text is printed."""
+    values = {os.environ.get(n, "") for n in KEY_ENV_NAMES} | _extra_secrets
+    return [v for v in values if len(v) >= 4]
+
+
+class _RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message, *known_secrets())
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+_handler: logging.Handler | None = None
+
+
+def setup_logging(verbose: int, quiet: bool) -> None:
+    """``-v``: vlgate's debug log on stderr; ``-q``: errors only. Keys are masked."""
+    global _handler
+    logger = logging.getLogger("vlgate")
+    if _handler is not None:
+        logger.removeHandler(_handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_RedactingFilter())
+    logger.addHandler(handler)
+    _handler = handler
+    level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.WARNING
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+# --- options shared by the commands -----------------------------------------------------------
+
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model", "-m", help="Model string, e.g. openai/gpt-4o-mini. [env: VLGATE_MODEL]"
+    ),
+]
+ApiBaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api-base", help="Endpoint override (proxy, local server). [env: VLGATE_API_BASE]"
+    ),
+]
+TimeoutOpt = Annotated[
+    float | None, typer.Option("--timeout", help="Seconds per attempt. [env: VLGATE_TIMEOUT]")
+]
+RetriesOpt = Annotated[
+    int | None,
+    typer.Option("--max-retries", help="Retries on 429/5xx/timeouts. [env: VLGATE_MAX_RETRIES]"),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+HtmlOpt = Annotated[
+    Path | None, typer.Option("--html", help="Also write a self-contained HTML report here.")
+]
+
+
+def build_model(overrides: Mapping[str, Any]) -> VlModel:
+    """Settings (flag > env > file > default) -> a model. Raises ConfigError on bad setup."""
+    from ..model import create
+
+    settings = load_settings(overrides)
+    if settings.get("api_key"):
+        _extra_secrets.add(str(settings["api_key"]))
+    return create(**model_options(settings))
+
+
+def print_json(data: Any) -> None:
+    """JSON on stdout, one document."""
+    typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+def console(*, stderr: bool = False, force: bool | None = None) -> Console:
+    """A rich console; colour is off when not a terminal or when NO_COLOR is set."""
+    from rich.console import Console
+
+    no_color = bool(os.environ.get("NO_COLOR"))
+    return Console(stderr=stderr, force_terminal=force, no_color=no_color, highlight=False)

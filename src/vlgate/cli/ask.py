@@ -1,0 +1,216 @@
+"""``vlgate query``, ``caption``, ``detect``, ``point``: one image, one answer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from ._common import (
+    ApiBaseOpt,
+    HtmlOpt,
+    JsonFlag,
+    ModelOpt,
+    RetriesOpt,
+    TimeoutOpt,
+    build_model,
+    errors_to_exit,
+    print_json,
+)
+
+if TYPE_CHECKING:
+    from ..grounding import Detections, Points
+    from ..model import Answer
+
+ImageArg = Annotated[str, typer.Argument(help="Image path, URL or data URI.", show_default=False)]
+
+
+def _overrides(
+    model: str | None, api_base: str | None, timeout: float | None, max_retries: int | None
+) -> dict[str, Any]:
+    return {"model": model, "api_base": api_base, "timeout": timeout, "max_retries": max_retries}
+
+
+def answer_data(answer: Answer) -> dict[str, Any]:
+    """The ``--json`` shape of a text answer."""
+    from .batchjob import usage_dict
+
+    return {
+        "answer": str(answer),
+        "model": answer.model,
+        "usage": usage_dict(answer.usage),
+        "attempts": answer.attempts,
+    }
+
+
+def _answer_out(
+    answer: Answer, image: str, prompt: str | None, as_json: bool, html: Path | None
+) -> None:
+    if html is not None:
+        from ..report import ReportItem, write_report
+
+        item = ReportItem(image=image, title=image, prompt=prompt, answer=str(answer))
+        write_report(html, [item], title="vlgate query", subtitle=answer.model)
+    if as_json:
+        print_json(answer_data(answer))
+    else:
+        typer.echo(str(answer))
+
+
+def query(
+    image: ImageArg,
+    prompt: Annotated[str, typer.Argument(help="The question.", show_default=False)],
+    model: ModelOpt = None,
+    api_base: ApiBaseOpt = None,
+    timeout: TimeoutOpt = None,
+    max_retries: RetriesOpt = None,
+    as_json: JsonFlag = False,
+    html: HtmlOpt = None,
+) -> None:
+    """Ask one question about one image and print the answer.
+
+    Examples:
+
+        vlgate query photo.jpg "How many people are there?"
+
+        vlgate query photo.jpg "What is on the table?" -m anthropic/claude-sonnet-4-6 --json
+
+        vlgate query frame.png "Describe it" --api-base http://gpu:8000/v1 -m vllm/Qwen2.5-VL-7B
+    """
+    with errors_to_exit():
+        vl = build_model(_overrides(model, api_base, timeout, max_retries))
+        with vl:
+            answer = vl.query(image, prompt)
+        _answer_out(answer, image, prompt, as_json, html)
+
+
+def caption(
+    image: ImageArg,
+    model: ModelOpt = None,
+    api_base: ApiBaseOpt = None,
+    timeout: TimeoutOpt = None,
+    max_retries: RetriesOpt = None,
+    as_json: JsonFlag = False,
+    html: HtmlOpt = None,
+) -> None:
+    """Describe an image in a sentence or two.
+
+    Examples:
+
+        vlgate caption photo.jpg
+
+        vlgate caption https://example.com/cat.jpg -m gemini/gemini-2.5-flash --json
+    """
+    with errors_to_exit():
+        vl = build_model(_overrides(model, api_base, timeout, max_retries))
+        with vl:
+            answer = vl.caption(image)
+        _answer_out(answer, image, None, as_json, html)
+
+
+def _grounding_out(
+    found: Detections | Points,
+    image: str,
+    target: str,
+    output: Path | None,
+    as_json: bool,
+    html: Path | None,
+    model_name: str,
+) -> None:
+    from ..grounding import Points
+
+    plain = found.to_dict()
+    key = "points" if isinstance(found, Points) else "detections"
+    if output is not None:
+        found.annotate(image).save(output, format="PNG")
+    if html is not None:
+        from ..report import ReportItem, write_report
+
+        size = plain["image_size"]
+        item = ReportItem(
+            image=image,
+            title=image,
+            prompt=target,
+            detections=plain["items"] if key == "detections" else (),
+            points=plain["items"] if key == "points" else (),
+            image_size=(size[0], size[1]) if size else None,
+        )
+        write_report(html, [item], title=f"vlgate {key}", subtitle=model_name)
+    if as_json:
+        print_json({"target": target, key: plain["items"], "image_size": plain["image_size"]})
+        return
+    if not plain["items"]:
+        typer.echo(f"no {target!r} found", err=True)
+    for it in plain["items"]:
+        coords = it.get("xyxy") or it.get("xy") or []
+        score = f"  {it['score']:.2f}" if it.get("score") is not None else ""
+        typer.echo(f"{it['label']}\t{', '.join(f'{v:.1f}' for v in coords)}{score}")
+    if output is not None:
+        typer.echo(f"wrote {output}", err=True)
+
+
+OutputOpt = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Write the annotated image here (PNG).")
+]
+
+
+def detect(
+    image: ImageArg,
+    target: Annotated[str, typer.Argument(help="What to find, e.g. 'person'.", show_default=False)],
+    model: ModelOpt = None,
+    api_base: ApiBaseOpt = None,
+    timeout: TimeoutOpt = None,
+    max_retries: RetriesOpt = None,
+    output: OutputOpt = None,
+    as_json: JsonFlag = False,
+    html: HtmlOpt = None,
+) -> None:
+    """Find boxes of TARGET; print one line per box (label, x1, y1, x2, y2 in pixels).
+
+    Examples:
+
+        vlgate detect street.jpg person -o boxes.png
+
+        vlgate detect shelf.jpg "red mug" -m qwen/qwen-vl-max --json
+
+        vlgate detect table.jpg cup --html cups.html
+    """
+    with errors_to_exit():
+        vl = build_model(_overrides(model, api_base, timeout, max_retries))
+        with vl:
+            found = vl.detect(image, target)
+        _grounding_out(found, image, target, output, as_json, html, vl.config.model)
+
+
+def point(
+    image: ImageArg,
+    target: Annotated[
+        str, typer.Argument(help="What to point at, e.g. 'cup'.", show_default=False)
+    ],
+    model: ModelOpt = None,
+    api_base: ApiBaseOpt = None,
+    timeout: TimeoutOpt = None,
+    max_retries: RetriesOpt = None,
+    output: OutputOpt = None,
+    as_json: JsonFlag = False,
+    html: HtmlOpt = None,
+) -> None:
+    """Point at TARGET; print one line per point (label, x, y in pixels).
+
+    Examples:
+
+        vlgate point table.jpg "cup handle" -o points.png
+
+        vlgate point shelf.jpg apple -m gemini/gemini-2.5-flash --json
+    """
+    with errors_to_exit():
+        vl = build_model(_overrides(model, api_base, timeout, max_retries))
+        with vl:
+            found = vl.point(image, target)
+        _grounding_out(found, image, target, output, as_json, html, vl.config.model)
+
+
+def register(app: typer.Typer) -> None:
+    for command in (query, caption, detect, point):
+        app.command()(command)

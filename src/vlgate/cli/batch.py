@@ -1,0 +1,326 @@
+"""``vlgate batch``: many images, one JSONL line each, with a progress bar; resumable."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shlex
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from ..errors import ConfigError
+from ._common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    ApiBaseOpt,
+    HtmlOpt,
+    ModelOpt,
+    RetriesOpt,
+    TimeoutOpt,
+    build_model,
+    console,
+    errors_to_exit,
+    fail,
+)
+from .batchjob import BatchStats, Task, estimate_cost, find_images, run_batch, summarize
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from ..model import VlModel
+
+
+def _task(prompt: str | None, detect: str | None, point: str | None, schema: Path | None) -> Task:
+    chosen = [
+        name for name, v in (("--detect", detect), ("--point", point), ("--json", schema)) if v
+    ]
+    if len(chosen) > 1:
+        raise ConfigError(f"choose one of {', '.join(chosen)}")
+    if detect:
+        return Task("detect", detect)
+    if point:
+        return Task("point", point)
+    if not prompt:
+        raise ConfigError("a PROMPT is needed (or --detect LABEL / --point LABEL)")
+    if schema is not None:
+        try:
+            data = json.loads(schema.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read JSON schema {schema}: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"JSON schema {schema} must be a JSON object")
+        return Task("json", prompt, data)
+    return Task("query", prompt)
+
+
+class _Progress:
+    """The rich progress bar: done/total, items/s, ETA, tokens and cost so far."""
+
+    def __init__(self, model: VlModel, enabled: bool, force: bool) -> None:
+        self._model = model
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+        if not enabled:
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        con = console(stderr=True, force=True if force else None)
+        if not con.is_terminal:
+            return
+        self._bar = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[usage]}"),
+            TextColumn("[red]{task.fields[failed]}"),
+            console=con,
+            refresh_per_second=8,
+        )
+
+    def start(self, stats: BatchStats) -> None:
+        if self._bar is None:
+            return
+        self._bar.start()
+        self._task = self._bar.add_task(
+            "batch",
+            total=stats.found,
+            completed=stats.skipped,
+            rate="",
+            usage="",
+            failed="",
+        )
+
+    def update(self, record: dict[str, Any], stats: BatchStats) -> None:
+        if self._bar is None or self._task is None:
+            return
+        import time
+
+        usage = self._model.usage
+        cost = estimate_cost(usage, self._model.route.family.price_per_mtok)
+        elapsed = time.perf_counter() - stats.started
+        rate = f"{stats.processed / elapsed:.1f} it/s" if elapsed > 0 else ""
+        spent = f"{usage.total_tokens:,} tok" + (f" ${cost:.4f}" if cost is not None else "")
+        self._bar.update(
+            self._task,
+            advance=1,
+            rate=rate,
+            usage=spent,
+            failed=f"{stats.failed} failed" if stats.failed else "",
+        )
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+@contextlib.contextmanager
+def _sigint_sets(stop: asyncio.Event) -> Iterator[None]:
+    """Ctrl-C stops the batch cleanly instead of raising inside whatever is running."""
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        installed = True
+    except (NotImplementedError, RuntimeError, ValueError):  # Windows, or not the main thread
+        installed = False
+    try:
+        yield
+    finally:
+        if installed:
+            loop.remove_signal_handler(signal.SIGINT)
+
+
+async def _run(
+    vl: VlModel,
+    paths: list[Path],
+    task: Task,
+    output: Path,
+    concurrency: int,
+    limit: int | None,
+    retry_failed: bool,
+    bar: _Progress,
+) -> BatchStats:
+    stop = asyncio.Event()
+    try:
+        with _sigint_sets(stop):
+            return await run_batch(
+                vl,
+                paths,
+                task,
+                output,
+                concurrency=concurrency,
+                limit=limit,
+                retry_failed=retry_failed,
+                stop=stop,
+                on_start=bar.start,
+                on_result=bar.update,
+            )
+    finally:
+        bar.stop()
+        await vl.astop()
+
+
+def _resume_command(source: str, prompt: str | None, task: Task, output: Path) -> str:
+    words = ["vlgate", "batch", source]
+    if task.kind in ("query", "json") and prompt:
+        words.append(prompt)
+    if task.kind in ("detect", "point"):
+        words += [f"--{task.kind}", task.prompt]
+    words += ["-o", str(output)]
+    return " ".join(shlex.quote(w) for w in words) + " ..."
+
+
+def _report(output: Path, html: Path, paths: list[Path], subtitle: str) -> None:
+    from ..report import item_from_record, write_report
+    from .batchjob import read_records
+
+    records = read_records(output)
+    items = (item_from_record(records[str(p)]) for p in paths if str(p) in records)
+    write_report(
+        html, items, title=f"vlgate batch: {output.name}", subtitle=subtitle, thumb_side=320
+    )
+
+
+def batch(
+    source: Annotated[
+        str, typer.Argument(help="A directory, a glob ('shots/**/*.jpg') or one file.")
+    ],
+    prompt: Annotated[
+        str | None, typer.Argument(help="The question (not needed with --detect/--point).")
+    ] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Results file (JSONL); also the resume state.")
+    ] = Path("results.jsonl"),
+    detect: Annotated[
+        str | None, typer.Option("--detect", help="Detect this label in every image.")
+    ] = None,
+    point: Annotated[str | None, typer.Option("--point", help="Point at this label.")] = None,
+    schema: Annotated[
+        Path | None,
+        typer.Option("--json", help="Ask for JSON matching this JSON-schema file."),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency", "-c", min=1, help="Requests in flight. [env: VLGATE_MAX_CONCURRENCY]"
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Process at most N new images, then stop.")
+    ] = None,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Redo images whose last result was an error.")
+    ] = False,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress",
+            help="Progress bar on stderr (default: when stderr is a terminal).",
+        ),
+    ] = None,
+    model: ModelOpt = None,
+    api_base: ApiBaseOpt = None,
+    timeout: TimeoutOpt = None,
+    max_retries: RetriesOpt = None,
+    html: HtmlOpt = None,
+) -> None:
+    """Ask the same thing of many images, concurrently; one JSON line per image.
+
+    Results are appended to --output as each finishes, so a stopped run (Ctrl-C, --limit, a
+    crash) resumes by running the same command again: images already in the file are skipped.
+    Each line holds the image path, the answer / detections / json, usage, attempts, latency,
+    and "error": {"type", "message"} when that image failed. Exit code 1 if any image failed.
+
+    Examples:
+
+        vlgate batch photos/ "Is there a person? Answer yes or no." -o people.jsonl
+
+        vlgate batch "shots/**/*.jpg" --detect forklift -o forks.jsonl -c 16 --html forks.html
+
+        vlgate batch frames/ "Describe the shelf" --json shelf.schema.json -o shelf.jsonl
+    """
+    with errors_to_exit():
+        task = _task(prompt, detect, point, schema)
+        paths = find_images(source)
+        if not paths:
+            fail(f"no images found in {source}")
+        vl = build_model(
+            {
+                "model": model,
+                "api_base": api_base,
+                "timeout": timeout,
+                "max_retries": max_retries,
+                "max_concurrency": concurrency,
+            }
+        )
+        workers = vl.config.max_concurrency
+        quiet = _is_quiet()
+        bar = _Progress(vl, enabled=(progress is not False) and not quiet, force=bool(progress))
+        stats = asyncio.run(_run(vl, paths, task, output, workers, limit, retry_failed, bar))
+        state = summarize(output, paths)
+        cost = estimate_cost(vl.usage, vl.route.family.price_per_mtok)
+        if html is not None:
+            _report(output, html, paths, subtitle=vl.config.model)
+        _print_summary(stats, state, vl, cost, output, html)
+        if stats.interrupted:
+            typer.echo(
+                f"interrupted: {stats.remaining} image(s) left; resume with the same command "
+                f"({_resume_command(source, prompt, task, output)}); finished lines are kept",
+                err=True,
+            )
+            raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(EXIT_FAILED if state.failed else EXIT_OK)
+
+
+def _is_quiet() -> bool:
+    import logging
+
+    return logging.getLogger("vlgate").level >= logging.ERROR
+
+
+def _print_summary(
+    stats: BatchStats,
+    state: Any,
+    vl: VlModel,
+    cost: float | None,
+    output: Path,
+    html: Path | None,
+) -> None:
+    errors = ", ".join(f"{k}: {v}" for k, v in state.errors.most_common())
+    lines = [
+        f"batch: {state.total} of {stats.found} image(s) done, {state.ok} ok, {state.failed} failed"
+        + (f" ({errors})" if errors else ""),
+        f"this run: {stats.processed} processed in {stats.elapsed:.1f} s "
+        f"({stats.rate:.1f} images/s), {stats.skipped} skipped (already in {output.name})",
+    ]
+    usage = vl.usage
+    spent = f"tokens: {usage.input_tokens:,} in / {usage.output_tokens:,} out"
+    if cost is not None:
+        estimated = " (estimated from list prices)" if usage.cost is None else ""
+        spent += f", cost ${cost:.4f}{estimated}"
+    lines.append(spent)
+    lines.append(f"results: {output}" + (f"; report: {html}" if html else ""))
+    for line in lines:
+        typer.echo(line)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(batch)

@@ -1,0 +1,323 @@
+"""The engine behind ``vlgate batch``: concurrent, resumable, one JSONL line per image.
+
+No typer or rich here: the command wires a progress bar to ``on_result``. The output file is
+the state: every result is appended and flushed as soon as it completes, so a run that stops
+(Ctrl-C, a crash, ``--limit``) resumes by skipping the images already in the file.
+
+Example:
+    >>> paths = find_images("photos/")                                         # doctest: +SKIP
+    >>> stats = asyncio.run(run_batch(model, paths, Task("query", "Count the cups"),
+    ...                               Path("out.jsonl"), concurrency=8))       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..model import VlModel
+    from ..providers.base import Usage
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "BatchStats",
+    "Task",
+    "estimate_cost",
+    "find_images",
+    "read_records",
+    "run_batch",
+    "summarize",
+    "usage_dict",
+]
+
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
+)
+"""File suffixes a directory scan picks up (a glob or an explicit file takes anything)."""
+
+TaskKind = Literal["query", "detect", "point", "json"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """What to ask of every image: a question, a detection/point target, or JSON."""
+
+    kind: TaskKind
+    prompt: str
+    schema: dict[str, Any] | None = None
+
+
+@dataclass
+class BatchStats:
+    """Counts of one run (``processed`` excludes items skipped as already done)."""
+
+    found: int = 0
+    skipped: int = 0
+    processed: int = 0
+    ok: int = 0
+    failed: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    started: float = field(default_factory=time.perf_counter)
+    elapsed: float = 0.0
+    interrupted: bool = False
+    limited: bool = False
+
+    @property
+    def remaining(self) -> int:
+        return self.found - self.skipped - self.processed
+
+    @property
+    def rate(self) -> float:
+        """Items per second in this run."""
+        return self.processed / self.elapsed if self.elapsed > 0 else 0.0
+
+
+def find_images(source: str | Path) -> list[Path]:
+    """The images of a batch: a directory (recursively, by suffix), a glob, or one file.
+
+    Sorted, so a re-run sees the same order.
+
+    Example:
+        >>> find_images("shots/*.png")                                         # doctest: +SKIP
+        [PosixPath('shots/a.png'), PosixPath('shots/b.png')]
+    """
+    text = str(source)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        found = [p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    elif path.is_file():
+        found = [path]
+    elif glob.has_magic(text):
+        found = [Path(p) for p in glob.glob(os.path.expanduser(text), recursive=True)]
+        found = [p for p in found if p.is_file()]
+    else:
+        raise ConfigError(f"{text} is not a directory, a file or a glob pattern")
+    return sorted(found)
+
+
+def read_records(out_path: Path) -> dict[str, dict[str, Any]]:
+    """The last record per image in a results file; unreadable lines (a line cut short by a
+    crash) are skipped."""
+    latest: dict[str, dict[str, Any]] = {}
+    if not out_path.exists():
+        return latest
+    with out_path.open("r", encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("image"), str):
+                latest[record["image"]] = record
+    return latest
+
+
+def usage_dict(usage: Usage | None) -> dict[str, Any] | None:
+    """A ``Usage`` as plain JSON data."""
+    if usage is None:
+        return None
+    return {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "image_tokens": usage.image_tokens,
+        "cost": usage.cost,
+    }
+
+
+def estimate_cost(usage: Usage, price_per_mtok: tuple[float, float] | None) -> float | None:
+    """The provider's reported cost, else an estimate from the family's list price."""
+    if usage.cost is not None:
+        return usage.cost
+    if price_per_mtok is None:
+        return None
+    return (usage.input_tokens * price_per_mtok[0] + usage.output_tokens * price_per_mtok[1]) / 1e6
+
+
+def _error(exc: BaseException) -> dict[str, str]:
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    return {"type": type(exc).__name__, "message": message[:500]}
+
+
+async def _ask(model: VlModel, path: Path, task: Task) -> dict[str, Any]:
+    """One image: the result fields of its record."""
+    if task.kind == "query":
+        answer = await model.aquery(path, task.prompt)
+        return {
+            "answer": str(answer),
+            "model": answer.model,
+            "usage": usage_dict(answer.usage),
+            "attempts": answer.attempts,
+        }
+    if task.kind == "json":
+        data = await model.aquery_json(path, task.prompt, task.schema)
+        return {"json": data}
+    found = await (
+        model.adetect(path, task.prompt)
+        if task.kind == "detect"
+        else model.apoint(path, task.prompt)
+    )
+    plain = found.to_dict()
+    key = "detections" if task.kind == "detect" else "points"
+    out: dict[str, Any] = {key: plain["items"], "image_size": plain["image_size"]}
+    # Grounding results carry the answer's usage when the library attaches it.
+    usage = getattr(found, "usage", None)
+    if usage is not None:
+        out["usage"] = usage_dict(usage)
+    attempts = getattr(found, "attempts", None)
+    if attempts is not None:
+        out["attempts"] = attempts
+    return out
+
+
+def _pending(
+    paths: Iterable[Path], done: Mapping[str, Mapping[str, Any]], retry_failed: bool
+) -> Iterator[Path]:
+    for path in paths:
+        previous = done.get(str(path))
+        if previous is None or (retry_failed and previous.get("error")):
+            yield path
+
+
+async def run_batch(
+    model: VlModel,
+    paths: Sequence[Path],
+    task: Task,
+    out_path: Path,
+    *,
+    concurrency: int = 8,
+    limit: int | None = None,
+    retry_failed: bool = False,
+    stop: asyncio.Event | None = None,
+    on_start: Callable[[BatchStats], None] | None = None,
+    on_result: Callable[[dict[str, Any], BatchStats], None] | None = None,
+) -> BatchStats:
+    """Ask ``task`` of every image in ``paths`` not yet in ``out_path``; append one JSON line each.
+
+    At most ``concurrency`` images are loaded or in flight at once. Setting ``stop`` ends the
+    run: no new image starts, the ones in flight are cancelled (a re-run does them), and the
+    file keeps every line already written. ``limit`` caps how many images this run processes.
+    """
+    if concurrency < 1:
+        raise ConfigError("concurrency must be at least 1")
+    stats = BatchStats(found=len(paths))
+    done = read_records(out_path)
+    todo = list(_pending(paths, done, retry_failed))
+    stats.skipped = stats.found - len(todo)
+    if limit is not None and limit < len(todo):
+        todo = todo[:limit]
+        stats.limited = True
+    if on_start is not None:
+        on_start(stats)
+    stop = stop or asyncio.Event()
+    queue = iter(todo)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    _end_with_newline(out_path)
+
+    with out_path.open("a", encoding="utf-8") as fh:
+
+        async def worker() -> None:
+            while not stop.is_set():
+                path = next(queue, None)
+                if path is None:
+                    return
+                record: dict[str, Any] = {"image": str(path), "task": task.kind}
+                record["prompt"] = task.prompt
+                started = time.perf_counter()
+                try:
+                    record.update(await _ask(model, path, task))
+                    record["error"] = None
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # every item failure is data, not a crash
+                    record["error"] = _error(exc)
+                record["latency"] = round(time.perf_counter() - started, 4)
+                fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+                fh.flush()
+                stats.processed += 1
+                if record["error"]:
+                    stats.failed += 1
+                    stats.errors[record["error"]["type"]] += 1
+                else:
+                    stats.ok += 1
+                if on_result is not None:
+                    on_result(record, stats)
+
+        workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(todo)))]
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            if workers:
+                everything: asyncio.Future[Any] = asyncio.gather(*workers)
+                waiting: set[asyncio.Future[Any]] = {everything, stopper}
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if stop.is_set() and not everything.done():
+                    stats.interrupted = True
+                    everything.cancel()
+                await asyncio.gather(everything, return_exceptions=True)
+        finally:
+            stopper.cancel()
+            for w in workers:
+                w.cancel()
+            stats.elapsed = time.perf_counter() - stats.started
+    if stop.is_set() and stats.remaining > 0:
+        stats.interrupted = True
+    return stats
+
+
+def _end_with_newline(path: Path) -> None:
+    """A line cut short by a crash must not glue onto the next record."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with path.open("rb+") as fh:
+        fh.seek(-1, os.SEEK_END)
+        if fh.read(1) != b"\n":
+            fh.write(b"\n")
+
+
+@dataclass
+class Summary:
+    """The state of a results file: latest record per image, among ``paths`` when given."""
+
+    total: int
+    ok: int
+    failed: int
+    errors: Counter[str]
+    input_tokens: int
+    output_tokens: int
+
+
+def summarize(out_path: Path, paths: Sequence[Path] | None = None) -> Summary:
+    """Counts over the latest record of every image in the results file.
+
+    Example:
+        >>> s = summarize(Path("out.jsonl"))                                   # doctest: +SKIP
+        >>> s.ok, s.failed, dict(s.errors)                                     # doctest: +SKIP
+        (38, 2, {'ImageError': 2})
+    """
+    records = read_records(out_path)
+    if paths is not None:
+        wanted = {str(p) for p in paths}
+        records = {k: v for k, v in records.items() if k in wanted}
+    errors: Counter[str] = Counter()
+    tokens_in = tokens_out = 0
+    for rec in records.values():
+        if rec.get("error"):
+            errors[str(rec["error"].get("type", "Error"))] += 1
+        usage = rec.get("usage") or {}
+        tokens_in += int(usage.get("input_tokens") or 0)
+        tokens_out += int(usage.get("output_tokens") or 0)
+    failed = sum(errors.values())
+    return Summary(len(records), len(records) - failed, failed, errors, tokens_in, tokens_out)
