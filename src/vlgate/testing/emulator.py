@@ -204,9 +204,9 @@ class Emulator:
         self._stopping = asyncio.Event()
         app = web.Application(client_max_size=_MAX_BODY)
         self._routes(app)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self._port, shutdown_timeout=0.5)
+        site = web.TCPSite(runner, self.host, self._port)
         await site.start()
         self._runner = runner
         server = getattr(site, "_server", None)
