@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from PIL import Image as PILImage
 from PIL import ImageFile
 
+import vlgate.image as vimage
 from vlgate.errors import ImageError
 from vlgate.image import MAX_PIXELS, EncodedImage, Image, sniff_mime
 from vlgate.registry import SERVICES, ImageLimits
@@ -385,6 +386,22 @@ def test_numpy_photo_encodes_jpeg_at_quality() -> None:
     smooth = np.zeros((64, 64, 3), np.uint8)
     smooth[:, :, 1] = 180
     assert np.abs(np.asarray(decode(Image.load(smooth).encode())).astype(int) - smooth).max() < 6
+
+
+def test_pillow_fallback_without_simplejpeg(monkeypatch: pytest.MonkeyPatch) -> None:
+    # simplejpeg is optional: the same frame must give the same pixels, hash and geometry
+    y, x = np.mgrid[0:30, 0:40]
+    arr = np.stack([x * 6, y * 8, (x + y) * 3], axis=-1).astype(np.uint8)
+    fast = Image.load(arr)
+    monkeypatch.setattr(vimage, "_simplejpeg", None)
+    slow = Image.load(arr)
+    arr[:] = 0  # the fallback must not share the caller's buffer either
+    assert slow.sha256 == fast.sha256
+    assert np.array_equal(slow.to_numpy(), fast.to_numpy())
+    enc = slow.encode(quality=95)
+    assert enc.mime == "image/jpeg" and enc.size == (40, 30)
+    diff = np.asarray(decode(enc)).astype(int) - fast.to_numpy().astype(int)
+    assert np.abs(diff).max() < 12
 
 
 def test_forced_formats() -> None:

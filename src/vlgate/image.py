@@ -20,6 +20,7 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import importlib
 import io
 import ipaddress
 import math
@@ -46,8 +47,9 @@ if TYPE_CHECKING:
     import httpx
     from numpy.typing import NDArray
 
+_simplejpeg: Any
 try:  # libjpeg-turbo straight from a numpy buffer: skips Pillow's RGB -> RGBX repack.
-    import simplejpeg as _simplejpeg
+    _simplejpeg = importlib.import_module("simplejpeg")
 except ImportError:  # pragma: no cover - optional speed-up
     _simplejpeg = None
 
@@ -838,14 +840,14 @@ def _to_rgb_or_rgba(im: PILImage.Image, where: str) -> PILImage.Image:
             arr8 = arr.astype(np.uint8)
         else:
             arr8 = _scale16(np.clip(arr, 0, 65535).astype(np.uint16))
-        return PILImage.fromarray(arr8, "L").convert("RGB")
+        return PILImage.fromarray(arr8).convert("RGB")
     if mode == "F":
         arr = np.asarray(im)
         if not np.isfinite(arr).all():
             raise ImageError(f"{where}: float image contains NaN or inf")
         hi = 1.0 if arr.size and float(arr.max()) <= 1.0 else 255.0
         arr8 = (np.clip(arr / hi, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-        return PILImage.fromarray(arr8, "L").convert("RGB")
+        return PILImage.fromarray(arr8).convert("RGB")
     if mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     elif mode in _ALPHA_MODES or (mode in ("L", "RGB") and "transparency" in im.info):
@@ -907,6 +909,10 @@ def _normalise_array(array: NDArray[Any], what: str, max_pixels: int) -> NDArray
 
 
 def _from_array(arr: NDArray[np.uint8], *, copied: bool) -> Image:
+    if _simplejpeg is None and arr.ndim == 3 and arr.shape[2] == 3:
+        # Without simplejpeg, Pillow encodes; it copies RGB into its own storage anyway, so a
+        # numpy copy first would only cost time.
+        return Image(pil=PILImage.fromarray(arr))
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
     elif arr.shape[2] == 4 and int(arr[..., 3].min()) == 255:
