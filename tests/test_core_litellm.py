@@ -32,7 +32,7 @@ def claude(emu: Emulator, **kw: object) -> vlgate.VlModel:
 
 def gemini(emu: Emulator, **kw: object) -> vlgate.VlModel:
     kw.setdefault("api_key", KEY)
-    kw.setdefault("api_base", emu.gemini_base)
+    kw.setdefault("api_base", emu.url)
     kw.setdefault("backoff_base", 0.0)
     return vlgate.create(GEMINI, **kw)
 
@@ -135,7 +135,7 @@ def test_gemini_gets_key_and_inline_image(emulator: Emulator) -> None:
     assert answer
     [req] = emulator.requests
     assert req.protocol == "gemini"
-    assert KEY in (req.headers.get("x-goog-api-key", "") + req.query)
+    assert KEY in (req.headers.get("x-goog-api-key", ""), req.query.get("key"))
     assert "gemini-2.5-flash" in req.path
     [img] = req.images
     assert img.declared_mime == img.actual_mime == "image/jpeg"
@@ -144,9 +144,10 @@ def test_gemini_gets_key_and_inline_image(emulator: Emulator) -> None:
 
 def test_gemini_detect_maps_y_first_boxes_to_pixels(emulator: Emulator) -> None:
     scene = make_scene(7, size=(800, 600))
+    emulator.noise = False  # a truncated last object is legitimately lost; see test_grounding
     dets = gemini(emulator).detect(scene.image, "shape")
     assert len(dets) == len(scene.shapes)
-    truth = sorted(s.xyxy for s in scene.shapes)
+    truth = sorted(s.box for s in scene.shapes)
     got = sorted(d.xyxy for d in dets)
     for t, g in zip(truth, got, strict=True):
         assert all(abs(a - b) <= 8 for a, b in zip(t, g, strict=True)), (t, g)
