@@ -555,6 +555,22 @@ def test_encode_cache_returns_same_object() -> None:
     assert all(r is results[0] for r in results)
 
 
+def test_encode_cache_is_bounded() -> None:
+    img = Image.load(noise(20, 20))
+    first = img.encode(size=(1, 1))
+    for side in range(2, 40):
+        img.encode(size=(side, side))
+    assert img.encode(size=(39, 39)) is img.encode(size=(39, 39))
+    assert img.encode(size=(1, 1)) is not first  # evicted long ago, encoded again
+
+
+def test_forced_png_shrinks_to_fit() -> None:
+    img = Image.load(noise(200, 300, seed=5))
+    enc = img.encode(format="png", limits=ImageLimits(max_bytes=40_000))
+    assert enc.mime == "image/png" and enc.nbytes <= 40_000 and enc.size[0] < 300
+    assert enc.size[0] / enc.size[1] == pytest.approx(1.5, abs=0.03)
+
+
 def test_sha256_stability() -> None:
     arr = noise(8, 8)
     assert Image.load(arr).sha256 == Image.load(arr.copy()).sha256
@@ -616,6 +632,13 @@ def test_error_missing_file_and_directory(tmp_path: Path) -> None:
     (tmp_path / "empty.jpg").write_bytes(b"")
     with pytest.raises(ImageError, match=r"empty.*|.*empty\.jpg"):
         Image.load(tmp_path / "empty.jpg")
+
+
+def test_error_raw_base64_string_hint() -> None:
+    for im in (PILImage.new("RGB", (30, 30)), PILImage.fromarray(noise(30, 30))):
+        raw = base64.b64encode(encode_pil(im, "PNG")).decode()  # short, then > NAME_MAX
+        with pytest.raises(ImageError, match="looks like raw base64"):
+            Image.load(raw)
 
 
 def test_error_bad_bytes() -> None:

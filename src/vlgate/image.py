@@ -25,6 +25,7 @@ import io
 import ipaddress
 import math
 import os
+import re
 import socket
 import struct
 import threading
@@ -85,6 +86,7 @@ _JPEG_QUALITY_STEPS = (85, 75, 65, 55, 45, 35)
 _MAX_SHRINK_STEPS = 12
 _MAX_REDIRECTS = 5
 _CHUNK = 64 * 1024
+_CACHE_ENTRIES = 16
 
 # --- MIME sniffing ------------------------------------------------------------------------------
 
@@ -509,6 +511,8 @@ class Image:
         result = self._encode_uncached(target, limits, quality, fmt)
         with self._lock:
             # Keep the first result so every caller shares one object (and one base64 string).
+            if key not in self._cache and len(self._cache) >= _CACHE_ENTRIES:
+                self._cache.pop(next(iter(self._cache)))  # oldest first
             result = self._cache.setdefault(key, result)
         return result
 
@@ -724,13 +728,19 @@ def _from_path(path: str | bytes, max_pixels: int) -> Image:
     try:
         with open(path, "rb") as fh:
             data = fh.read()
-    except FileNotFoundError:
-        raise ImageError(f"image file not found: {shown}") from None
     except IsADirectoryError:
         raise ImageError(f"image path is a directory, not a file: {shown}") from None
     except OSError as exc:
-        raise ImageError(f"cannot read image file {shown}: {exc.strerror or exc}") from None
+        hint = ""
+        if isinstance(path, str) and len(path) > 100 and _B64ISH.fullmatch(path[:100]):
+            hint = " (this looks like raw base64: pass 'data:image/jpeg;base64,...' or bytes)"
+        if isinstance(exc, FileNotFoundError):
+            raise ImageError(f"image file not found: {shown}{hint}") from None
+        raise ImageError(f"cannot read image file {shown}: {exc.strerror or exc}{hint}") from None
     return _from_bytes(data, shown, max_pixels)
+
+
+_B64ISH = re.compile(r"[A-Za-z0-9+/=\s]+")
 
 
 def _decode_data_uri(uri: str) -> bytes:
