@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -64,6 +65,16 @@ class ModelConfig(BaseModel):
     cooldown_seconds: float = Field(default=30.0, ge=0)
     total_timeout: float | None = Field(default=None, gt=0)
     """Seconds allowed for a whole call, retries and fallbacks included."""
+    rpm: int | None = Field(default=None, ge=1)
+    """Client-side limit: requests per minute to this model (callers wait for a slot)."""
+    tpm: int | None = Field(default=None, ge=1)
+    """Client-side limit: tokens per minute (estimated before sending, corrected after)."""
+    cache: bool | str | Path = False
+    """Response cache: ``True`` for the user cache dir, or a directory path. Off by default."""
+    cache_ttl: float | None = Field(default=None, gt=0)
+    """Seconds a cached answer stays valid (``None``: until evicted by ``cache_max_bytes``)."""
+    cache_max_bytes: int = Field(default=1 << 30, ge=1 << 20)
+    """Size cap of the cache directory; the oldest stored answers are evicted first."""
 
     @field_validator("auto_resize")
     @classmethod

@@ -11,7 +11,15 @@ import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel, SecretStr, ValidationError
@@ -32,8 +40,12 @@ from .image import EncodedImage, Image, ImageInput
 from .jsonparse import extract_json
 from .providers import Completion, Message, Provider, Usage, provider_class
 from .registry import Route, resolve
+from .runtime.cache import open_cache, request_key
+from .runtime.limiter import RateLimiter
 from .runtime.loop import iterate_sync, run_sync
 from .runtime.retry import is_retryable, with_retries
+from .runtime.watch import FrameWatch, SyncFrameWatch
+from .tokens import cost_of, request_tokens
 
 __all__ = ["Answer", "VlModel", "create"]
 
@@ -48,9 +60,10 @@ class Answer(str):
     Attributes:
         usage: tokens (and cost, when priced) of this answer.
         model: the model that answered, as the provider reported it.
-        attempts: how many attempts it took (1 = no retry).
+        attempts: how many attempts it took (1 = no retry; 0 = served from the cache).
         latency: seconds from the first attempt to the answer.
         dropped_params: caller parameters the provider could not take.
+        cached: whether it came from the response cache (then ``usage`` is zero).
     """
 
     usage: Usage
@@ -59,6 +72,7 @@ class Answer(str):
     latency: float
     finish_reason: str | None
     dropped_params: tuple[str, ...]
+    cached: bool
 
     def __new__(
         cls,
@@ -70,6 +84,7 @@ class Answer(str):
         latency: float = 0.0,
         finish_reason: str | None = None,
         dropped_params: tuple[str, ...] = (),
+        cached: bool = False,
     ) -> Answer:
         obj = super().__new__(cls, text)
         obj.usage = usage or Usage()
@@ -78,6 +93,7 @@ class Answer(str):
         obj.latency = latency
         obj.finish_reason = finish_reason
         obj.dropped_params = dropped_params
+        obj.cached = cached
         return obj
 
 
@@ -106,6 +122,9 @@ class VlModel:
         self._semaphores: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
         self._usage = Usage()
         self._usage_lock = threading.Lock()
+        self._cache = open_cache(
+            config.cache, ttl=config.cache_ttl, max_bytes=config.cache_max_bytes
+        )
 
     # --- introspection ------------------------------------------------------------------------
 
@@ -236,13 +255,48 @@ class VlModel:
             **request_options,
         )
         started = time.perf_counter()
+        key = None
+        if self._cache is not None:
+            key = request_key(request, engine.route, engine.provider.api_base)
+            hit = self._cache.get(key)
+            if hit is not None:
+                return Answer(
+                    hit.text,
+                    usage=hit.usage,
+                    model=hit.model,
+                    attempts=0,
+                    latency=time.perf_counter() - started,
+                    finish_reason=hit.finish_reason,
+                    dropped_params=hit.dropped_params,
+                    cached=True,
+                )
+        estimate, image_tokens = request_tokens(engine.route, request)
+
+        async def attempt() -> Completion:
+            # The rate limit is taken per attempt: a retry is a request the provider counts.
+            slot = await engine.limiter.acquire(estimate, timeout=request.timeout)
+            try:
+                done = await engine.provider.complete(request)
+            except BaseException:
+                slot.settle(None)
+                raise
+            slot.settle(done.usage.total_tokens or estimate)
+            return done
+
         async with self._semaphore():
             completion, attempts = await with_retries(
-                lambda: engine.provider.complete(request),
+                attempt,
                 max_retries=self._config.max_retries,
                 backoff_base=self._config.backoff_base,
                 backoff_max=self._config.backoff_max,
             )
+        usage = completion.usage
+        if usage.image_tokens is None:
+            usage.image_tokens = image_tokens
+        if usage.cost is None:
+            usage.cost = cost_of(engine.route, usage)
+        if key is not None and self._cache is not None:
+            self._cache.put(key, completion)
         return self._answer(completion, attempts, time.perf_counter() - started)
 
     def _answer(self, completion: Completion, attempts: int, latency: float) -> Answer:
@@ -361,6 +415,41 @@ class VlModel:
         async with self._semaphore():
             async for delta in engine.provider.stream(request):
                 yield delta
+
+    # --- live frame streams -------------------------------------------------------------------
+
+    def awatch(
+        self,
+        frames: Iterable[Any] | AsyncIterable[Any],
+        prompt: str,
+        *,
+        hz: float = 1.0,
+        max_in_flight: int = 1,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> FrameWatch:
+        """Ask about the latest frame of a live source, ``hz`` times a second at most.
+
+        ``frames`` is an iterable or async iterable of images or ``(timestamp, image)`` pairs
+        (a camera generator at 30 fps is fine). Yields ``(frame_timestamp, answer)``. Frames
+        that arrive while a request is running replace each other in a one-frame slot: stale
+        frames are dropped, nothing queues, at most ``max_in_flight`` requests run at once.
+        With ``return_exceptions=True`` a failed request yields ``(timestamp, error)`` instead
+        of ending the stream. ``.stats`` counts frames, dropped frames and answers.
+
+        Example:
+            >>> async for ts, answer in model.awatch(cam(), "Door open?"):  # doctest: +SKIP
+            ...     print(ts, answer)
+        """
+        return FrameWatch(
+            self,
+            frames,
+            prompt,
+            hz=hz,
+            max_in_flight=max_in_flight,
+            return_exceptions=return_exceptions,
+            kwargs=kwargs,
+        )
 
     # --- structured output --------------------------------------------------------------------
 
@@ -529,6 +618,33 @@ class VlModel:
         """Sync :meth:`astream`: a blocking iterator of text deltas."""
         return iterate_sync(self.astream(image, prompt, **kwargs))  # type: ignore[no-any-return]
 
+    def watch(
+        self,
+        frames: Iterable[Any] | AsyncIterable[Any],
+        prompt: str,
+        *,
+        hz: float = 1.0,
+        max_in_flight: int = 1,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> SyncFrameWatch:
+        """Sync :meth:`awatch`: a blocking iterator of ``(frame_timestamp, answer)``.
+
+        Example:
+            >>> for ts, answer in model.watch(camera(), "Anyone there?", hz=1):  # doctest: +SKIP
+            ...     print(ts, answer)
+        """
+        return SyncFrameWatch(
+            self.awatch(
+                frames,
+                prompt,
+                hz=hz,
+                max_in_flight=max_in_flight,
+                return_exceptions=return_exceptions,
+                **kwargs,
+            )
+        )
+
 
 class _Engine:
     """One route the model can answer through: the primary model or one of its fallbacks."""
@@ -546,6 +662,7 @@ class _Engine:
         self.native_json = self.route.provider.native_json_schema if fam is None else fam
         self.failures = 0
         self.cooldown_until = 0.0
+        self.limiter = RateLimiter(config.rpm, config.tpm)
 
     def encode(self, image: Image, n_images: int = 1) -> EncodedImage:
         return planning.encode_for(image, self.route, self.config, n_images=n_images)
@@ -572,6 +689,8 @@ def _fallback_config(config: ModelConfig, fallback: str | dict[str, Any]) -> Mod
             "api_key": SecretStr(spec["api_key"]) if spec.get("api_key") else None,
             "api_base": spec.get("api_base"),
             "family": spec.get("family"),
+            "rpm": spec.get("rpm", config.rpm),
+            "tpm": spec.get("tpm", config.tpm),
             "fallbacks": [],
         }
     )
