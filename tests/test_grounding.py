@@ -633,3 +633,52 @@ def test_bounded_time_on_adversarial_answers(adversarial: str, name: str) -> Non
     parse_detections(adversarial, name, (640, 480))
     parse_points(adversarial, name, (640, 480))
     assert time.perf_counter() - start < 2.0
+
+
+# --- agreement with the emulator's independent writer ---------------------------------------
+
+EXTRA_POINT_CASES = [
+    ("qwen2-vl", "<|object_ref_start|>cup<|object_ref_end|><|box_start|>(500,250)<|box_end|>"),
+    ("deepseek-vl2", "<|ref|>cup<|/ref|><|det|>[[500, 250]]<|/det|>"),
+    ("internvl", "<ref>cup</ref><point>[[500, 250]]</point>"),
+    ("glm-4v", "cup: <|begin_of_box|>[[500,250]]<|end_of_box|>"),
+    ("florence-2", "cup<loc_500><loc_250>"),
+    ("paligemma", "<loc0256><loc0512> cup"),
+]
+
+
+@pytest.mark.parametrize(("name", "text"), EXTRA_POINT_CASES, ids=[c[0] for c in EXTRA_POINT_CASES])
+def test_two_number_points_in_box_syntaxes(name: str, text: str) -> None:
+    (pt,) = parse_points(text, name, (1000, 1000))
+    assert pt.label == "cup"
+    assert pt.xy == pytest.approx((500, 250), abs=1.0)
+
+
+def _emulator_families() -> list[str]:
+    try:
+        from vlgate.testing import families
+    except ImportError:  # pragma: no cover - the emulator needs aiohttp
+        return []
+    return [f.name for f in families.FAMILIES]
+
+
+@pytest.mark.parametrize("fam_name", _emulator_families())
+@pytest.mark.parametrize("size", [(640, 480), (1080, 1920), (4032, 3024)], ids=str)
+def test_parses_what_the_emulator_writes(fam_name: str, size: tuple[int, int]) -> None:
+    from vlgate.testing import families
+
+    fam = next(f for f in families.FAMILIES if f.name == fam_name)
+    name = "pixel" if fam_name == "generic" else fam_name
+    seen = fam.frame.model_size(size)
+    w, h = size
+    boxes = [
+        ("red circle", (w * 0.1, h * 0.2, w * 0.3, h * 0.5)),
+        ("blue square", (w * 0.6, h * 0.6, w * 0.9, h * 0.95)),
+    ]
+    tol = _tolerance(name, size, seen) * 1.5
+    if get_convention(name).boxes:
+        found = parse_detections(families.format_boxes(fam, boxes, size), name, size, seen)
+        assert [d.xyxy for d in found] == [pytest.approx(b, abs=tol) for _, b in boxes]
+    pts = [(label, ((b[0] + b[2]) / 2, (b[1] + b[3]) / 2)) for label, b in boxes]
+    found_pts = parse_points(families.format_points(fam, pts, size), name, size, seen)
+    assert [p.xy for p in found_pts] == [pytest.approx(p, abs=tol) for _, p in pts]

@@ -32,7 +32,6 @@ _STRINGS = {
     '"': re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL),
     "'": re.compile(r"'(?:[^'\\\n]|\\.)*'", re.DOTALL),
 }
-_CLOSER = {"[": "]", "{": "}"}
 _TRAILING_COMMA = re.compile(r",(\s*[\]}])")
 _PY_CONSTANTS = re.compile(r"\b(true|false|null)\b")
 
@@ -158,74 +157,50 @@ def _json_repair(piece: str) -> tuple[bool, Any]:
     return False, None
 
 
-class _Frame:
-    """One open bracket on the scan stack; frames are shared, so a snapshot is one reference."""
-
-    __slots__ = ("closer", "parent", "start")
-
-    def __init__(self, closer: str, start: int, parent: _Frame | None) -> None:
-        self.closer = closer
-        self.start = start
-        self.parent = parent
-
-
-def _closing(frame: _Frame | None) -> str:
-    out = []
-    while frame is not None:
-        out.append(frame.closer)
-        frame = frame.parent
-    return "".join(out)
-
-
 def _scan(text: str) -> tuple[list[tuple[int, int]], list[str]]:
     """One linear pass: balanced top-level ``[..]``/``{..}`` spans, and for a span left open at the
     end of the text, its complete leading parts closed off (best cut first)."""
     spans: list[tuple[int, int]] = []
-    top: _Frame | None = None
-    depth = 0
+    stack: list[str] = []  # closers of the open brackets
     root = -1
-    # Latest cut after a complete element (a closing bracket) and after a comma, with the stack
-    # open at that point, for recovering a truncated value.
-    cut_close: tuple[int, _Frame | None] | None = None
-    cut_comma: tuple[int, _Frame | None] | None = None
+    # Latest cut after a complete element (a closing bracket) and after a comma, as
+    # (position, depth). After the latest closer only pushes happen, so stack[:depth] still holds
+    # the brackets open at that cut; a comma cut is used only when it is newer than that.
+    cut_close: tuple[int, int] | None = None
+    cut_comma: tuple[int, int] | None = None
     pos = 0
     n = len(text)
     while pos < n:
         # Outside any structure only an opener matters: skip straight to the next one.
-        m = (_OPENER if top is None else _STRUCTURAL).search(text, pos)
+        m = (_STRUCTURAL if stack else _OPENER).search(text, pos)
         if m is None:
             break
         ch = m.group()
         i = m.start()
         pos = i + 1
-        if ch in "[{":
-            if top is None:
+        if ch == "[" or ch == "{":
+            if not stack:
                 root = i
-                depth = 0
                 cut_close = cut_comma = None
-            top = _Frame(_CLOSER[ch], i, top)
-            depth += 1
-            if depth > _MAX_NESTING:
+            stack.append("]" if ch == "[" else "}")
+            if len(stack) > _MAX_NESTING:
                 # Deeper than any JSON parser accepts: not JSON. Skip the run of openers.
-                top = None
+                stack.clear()
                 run = _OPENER_RUN.match(text, pos)
                 pos = run.end() if run else pos
-        elif ch in "]}":
-            if top is None:
+        elif ch == "]" or ch == "}":
+            if ch != stack[-1]:
+                stack.clear()  # mismatched: not JSON, start over at the next opener
                 continue
-            if ch != top.closer:
-                top = None  # mismatched: not JSON, start over at the next opener
-                continue
-            top = top.parent
-            depth -= 1
-            if top is None:
+            stack.pop()
+            if not stack:
                 spans.append((root, i + 1))
                 if len(spans) >= _MAX_SPANS:
                     return spans, []
             else:
-                cut_close = (i + 1, top)
+                cut_close = (i + 1, len(stack))
         elif ch == ",":
-            cut_comma = (i, top)
+            cut_comma = (i, len(stack))
         else:  # a quote inside a structure: skip the whole string
             sm = _STRINGS[ch].match(text, i)
             if sm is None:
@@ -234,9 +209,12 @@ def _scan(text: str) -> tuple[list[tuple[int, int]], list[str]]:
                 continue  # a lone apostrophe
             pos = sm.end()
     truncated: list[str] = []
-    if top is not None:
-        for cut in (cut_close, cut_comma):
+    if stack:
+        cuts = [cut_close]
+        if cut_comma is not None and (cut_close is None or cut_comma[0] > cut_close[0]):
+            cuts.append(cut_comma)
+        for cut in cuts:
             if cut is not None:
-                end, frame = cut
-                truncated.append(text[root:end] + _closing(frame))
+                end, depth = cut
+                truncated.append(text[root:end] + "".join(reversed(stack[:depth])))
     return spans, truncated

@@ -252,7 +252,7 @@ def _clean_label(label: str | None) -> str | None:
 
 def _label_before(text: str, start: int, lo: int) -> str | None:
     """The few words right before ``start`` (after ``lo``), used as an untagged label."""
-    chunk = text[max(lo, start - MAX_LABEL) : start]
+    chunk = text[max(lo, start - MAX_LABEL) : start].rstrip(" \t:=-")
     chunk = re.split(r"[\n;,.:!?)\]>]", chunk)[-1]
     return _clean_label(chunk)
 
@@ -268,7 +268,22 @@ _QWEN2 = re.compile(
 )
 
 
+_QWEN2_TAGGED = re.compile(
+    r"(?:<\|object_ref_start\|>(?P<label>[^<]{0,200}?)<\|object_ref_end\|>\s*)?"
+    r"<\|box_start\|>(?P<body>[^<]{0,4000}?)(?:<\|box_end\|>|<|\Z)"
+)
+
+
 def _parse_qwen2(text: str, conv: Convention) -> Iterator[_Raw]:
+    tagged = False
+    for m in _QWEN2_TAGGED.finditer(text):
+        tagged = True
+        label = _clean_label(m.group("label"))
+        for values in _groups(m.group("body")):
+            yield _Raw(_kind(values), values, label)
+    if tagged:
+        return
+    # Decoded with skip_special_tokens=True the markers vanish: "label(x1,y1),(x2,y2)".
     prev = 0
     for m in _QWEN2.finditer(text):
         label = m.group("label")
@@ -283,7 +298,8 @@ def _parse_qwen2(text: str, conv: Convention) -> Iterator[_Raw]:
 
 
 _REF_BOX = re.compile(
-    r"(?:<ref>(?P<label>[^<]{0,200}?)</ref>\s*)?<box>(?P<body>[^<]{0,4000}?)(?:</box>|<|\Z)"
+    r"(?:<ref>(?P<label>[^<]{0,200}?)</ref>\s*)?<(?:box|point)>(?P<body>[^<]{0,4000}?)"
+    r"(?:</(?:box|point)>|<|\Z)"
 )
 
 
@@ -304,8 +320,7 @@ def _parse_deepseek(text: str, conv: Convention) -> Iterator[_Raw]:
     for m in _DEEPSEEK.finditer(text):
         label = _clean_label(m.group("label"))
         for values in _groups(m.group("body")):
-            if len(values) == 4:
-                yield _Raw("box", values, label)
+            yield _Raw(_kind(values), values, label)
 
 
 _GLM = re.compile(r"<\|begin_of_box\|>(?P<body>[^<]{0,4000}?)(?:<\|end_of_box\|>|<|\Z)")
