@@ -15,7 +15,7 @@ import typer
 
 from ..errors import ConfigError, ImageError, VlgateError, redact
 from ..registry import LITELLM_SERVICES, PROVIDERS
-from ..settings import load_settings, model_options
+from ..settings import load_settings, model_options, setting_sources
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -160,6 +160,15 @@ def build_model(overrides: Mapping[str, Any]) -> VlModel:
     settings = load_settings(overrides)
     if settings.get("api_key"):
         _extra_secrets.add(str(settings["api_key"]))
+    log = logging.getLogger("vlgate")
+    if log.isEnabledFor(logging.DEBUG):
+        origin = setting_sources(overrides)
+        shown = ", ".join(
+            f"{k}={'***' if k == 'api_key' else v} ({origin.get(k, 'default')})"
+            for k, v in settings.items()
+            if v is not None
+        )
+        log.debug("settings: %s", shown)
     return create(**model_options(settings))
 
 
