@@ -83,9 +83,9 @@ def map_openai_error(
         return err
     if isinstance(exc, openai.APIError):
         # e.g. an error event inside a stream, or a LiteLLM error without a status.
-        status = getattr(exc, "status_code", None)
-        err = errors.ProviderError(clean(str(exc)), status=status, **where)
-        err.retryable = status is None or status >= 500
+        code: int | None = getattr(exc, "status_code", None)
+        err = errors.ProviderError(clean(str(exc)), status=code, **where)
+        err.retryable = code is None or code >= 500
         return err
     err = errors.ProviderError(clean(f"{type(exc).__name__}: {exc}"), **where)
     return err
