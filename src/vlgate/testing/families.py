@@ -82,12 +82,18 @@ def claude_resize(w: int, h: int, long_edge: int = 1568, budget: int = 1568) -> 
 
     if fits(w, h):
         return (w, h)
-    s = min(long_edge / max(w, h), math.sqrt(budget * 28 * 28 / (w * h)))
-    while True:
-        nw, nh = max(1, math.floor(w * s)), max(1, math.floor(h * s))
-        if fits(nw, nh):
-            return (nw, nh)
-        s *= 0.998
+    # Walk the long side down one pixel at a time from the long-edge cap; the first size that
+    # fits the token budget is the largest one.
+    landscape = w >= h
+    long_side, short_side = (w, h) if landscape else (h, w)
+    n = min(long_side, long_edge)
+    while n > 1:
+        m = max(1, round(short_side * n / long_side))
+        size = (n, m) if landscape else (m, n)
+        if fits(*size):
+            return size
+        n -= 1
+    return (1, 1)
 
 
 def openai_tile_resize(w: int, h: int) -> tuple[int, int]:
@@ -98,9 +104,8 @@ def openai_tile_resize(w: int, h: int) -> tuple[int, int]:
         (1365, 768)
     """
     s = min(1.0, 2048 / max(w, h))
-    w2, h2 = w * s, h * s
-    s2 = min(1.0, 768 / min(w2, h2))
-    return (max(1, math.floor(w2 * s2)), max(1, math.floor(h2 * s2)))
+    s *= min(1.0, 768 / (min(w, h) * s))
+    return (max(1, round(w * s)), max(1, round(h * s)))
 
 
 RESIZE: dict[str, Callable[[int, int], tuple[int, int]]] = {
