@@ -26,6 +26,7 @@ from .image import EncodedImage, Image
 from .model import Answer, VlModel, create
 from .providers.base import Usage
 from .registry import resolve
+from .tokens import estimate_tokens
 
 __version__ = "0.1.0"
 
@@ -51,5 +52,6 @@ __all__ = [
     "VlgateError",
     "__version__",
     "create",
+    "estimate_tokens",
     "resolve",
 ]

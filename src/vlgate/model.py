@@ -22,9 +22,10 @@ from collections.abc import (
 )
 from typing import Any, TypeVar, overload
 
+import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from . import planning
+from . import errors, planning
 from .config import ModelConfig, resolve_api_base, resolve_api_key
 from .errors import ConfigError, ResponseError, TimeoutError, VlgateError
 from .grounding import (
@@ -412,9 +413,25 @@ class VlModel:
         request = planning.build_request(
             engine.route, engine.config, [engine.encode(img)], prompt, kwargs, timeout=timeout
         )
+        estimate, _ = request_tokens(engine.route, request)
         async with self._semaphore():
-            async for delta in engine.provider.stream(request):
-                yield delta
+            slot = await engine.limiter.acquire(estimate, timeout=request.timeout)
+            slot.settle(estimate)
+            try:
+                async for delta in engine.provider.stream(request):
+                    yield delta
+            except httpx.HTTPError as exc:
+                # The openai SDK lets transport errors raised mid-stream escape unmapped; a
+                # connection cut half-way must not pass for a complete (truncated) answer.
+                where = {"provider": engine.route.provider.name, "model": engine.route.model}
+                if isinstance(exc, httpx.TimeoutException):
+                    raise errors.TimeoutError(
+                        "the stream stalled past the timeout", **where
+                    ) from None
+                raise errors.ConnectionError(
+                    f"the stream ended before the answer was complete ({type(exc).__name__})",
+                    **where,
+                ) from None
 
     # --- live frame streams -------------------------------------------------------------------
 
@@ -486,7 +503,9 @@ class VlModel:
         model_cls = schema if isinstance(schema, type) and issubclass(schema, BaseModel) else None
         if schema is not None and model_cls is None and not isinstance(schema, dict):
             raise ConfigError("schema must be a pydantic model class or a JSON-schema dict")
-        schema_dict = model_cls.model_json_schema() if model_cls else schema
+        schema_dict: dict[str, Any] | None = (
+            model_cls.model_json_schema() if model_cls else schema  # type: ignore[assignment]
+        )
         full_prompt = f"{prompt}\n\n{_JSON_INSTRUCTION}"
         if schema_dict is not None:
             full_prompt += "\nThe JSON must match this JSON schema:\n" + json.dumps(schema_dict)
@@ -536,7 +555,9 @@ class VlModel:
             encoded = engine.encode(img)
             seen = planning.model_input_size(encoded, engine.route, engine.config)
             prompt = detection_prompt(engine.convention, target, seen)
-            answer = await self._send(engine, [encoded], prompt, kwargs)
+            answer = await self._send(
+                engine, [encoded], prompt, kwargs, **_native(engine, "detect", target)
+            )
             found = parse_detections(answer, engine.convention, img.size, model_input_size=seen)
             if not found:
                 log.debug("no detections parsed from answer: %.200s", answer)
@@ -557,7 +578,9 @@ class VlModel:
             encoded = engine.encode(img)
             seen = planning.model_input_size(encoded, engine.route, engine.config)
             prompt = point_prompt(engine.convention, target, seen)
-            answer = await self._send(engine, [encoded], prompt, kwargs)
+            answer = await self._send(
+                engine, [encoded], prompt, kwargs, **_native(engine, "point", target)
+            )
             found = parse_points(answer, engine.convention, img.size, model_input_size=seen)
             if not found:
                 log.debug("no points parsed from answer: %.200s", answer)
@@ -694,6 +717,11 @@ def _fallback_config(config: ModelConfig, fallback: str | dict[str, Any]) -> Mod
             "fallbacks": [],
         }
     )
+
+
+def _native(engine: _Engine, task: str, target: str) -> dict[str, Any]:
+    """Request options routing detect/point to a provider's own grounding call, if it has one."""
+    return {"task": task, "target": target} if engine.provider.native_grounding else {}
 
 
 def _check_prompts(prompts: Sequence[str]) -> list[str]:
