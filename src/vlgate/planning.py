@@ -71,6 +71,8 @@ def build_request(
     json_mode: bool = False,
     timeout: float | None = None,
     history: Sequence[Message] = (),
+    task: str | None = None,
+    target: str | None = None,
 ) -> ChatRequest:
     """A single-turn request (plus optional ``history`` turns appended after it).
 
@@ -85,4 +87,6 @@ def build_request(
         json_schema=json_schema,
         json_mode=json_mode,
         timeout=timeout if timeout is not None else config.timeout,
+        task=task,
+        target=target,
     )

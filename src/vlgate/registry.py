@@ -205,6 +205,11 @@ SERVICES: dict[str, ServiceSpec] = {
             limits=ImageLimits(min_side=28),
             source="docs.vllm.ai multimodal inputs (limit-mm-per-prompt is server config)",
         ),
+        ServiceSpec(
+            name="moondream",
+            limits=ImageLimits(formats=frozenset({"image/jpeg", "image/png"}), max_images=1),
+            source="moondream.ai/c/docs/advanced/api (one image per call, base64 data URI)",
+        ),
         ServiceSpec(name="generic", limits=ImageLimits(), source="no stated limits"),
     ]
 }
@@ -261,6 +266,23 @@ PROVIDERS: dict[str, ProviderSpec] = {
             needs_base_url=True,
             native_json_schema=True,
             description="A vLLM OpenAI-compatible server (api_base required)",
+        ),
+        ProviderSpec(
+            name="moondream",
+            target="vlgate.providers.moondream:MoondreamProvider",
+            service="moondream",
+            key_env=("MOONDREAM_API_KEY",),
+            base_url="https://api.moondream.ai/v1",
+            base_url_env=("MOONDREAM_BASE_URL",),
+            default_model="moondream-3",
+            description="Moondream cloud or Station: native caption, query, detect, point",
+        ),
+        ProviderSpec(
+            name="local",
+            target="vlgate.providers.local:LocalProvider",
+            service="generic",
+            needs_key=False,
+            description="A Hugging Face transformers VLM run in-process (extra: local)",
         ),
         ProviderSpec(
             name="litellm",
@@ -425,7 +447,7 @@ def family_for(model: str, override: str | None = None) -> ModelFamily:
 
 
 # Short names from the design vlgate grew from: create("openai"), create("qwen").
-_SHORT_NAMES = {"openai", "qwen", "ollama", "vllm", "litellm"}
+_SHORT_NAMES = {"openai", "qwen", "ollama", "vllm", "litellm", "moondream"}
 
 
 def resolve(model: str, *, family: str | None = None) -> Route:

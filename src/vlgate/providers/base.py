@@ -52,6 +52,10 @@ class ChatRequest:
     """Ask for a JSON object (``response_format={"type": "json_object"}``)."""
     timeout: float = 60.0
     extra_headers: dict[str, str] = field(default_factory=dict)
+    task: str | None = None
+    """``"detect"`` or ``"point"`` for providers with native grounding calls; else ``None``."""
+    target: str | None = None
+    """What to detect or point at, with ``task``."""
 
     @property
     def images(self) -> list[EncodedImage]:
@@ -157,6 +161,10 @@ class Provider(ABC):
         """Yield text deltas. The default sends one request and yields the whole answer."""
         completion = await self.complete(request)
         yield completion.text
+
+    native_grounding: bool = False
+    """Whether the provider has its own detect/point calls (Moondream). When true, requests with
+    ``task`` set go there; the answer's text is in the family's own convention."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release connections held for the current event loop."""
