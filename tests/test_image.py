@@ -258,6 +258,11 @@ def test_pil_inputs_modes() -> None:
     assert Image.load(la).has_alpha
     cmyk = PILImage.new("CMYK", (3, 2), (0, 255, 255, 0))
     assert Image.load(cmyk).to_numpy()[0, 0].tolist() == [255, 0, 0]
+    # a PIL image given to load() is copied: drawing on it later leaves the Image alone
+    mine = PILImage.new("RGB", (2, 2), (1, 2, 3))
+    held = Image.load(mine)
+    mine.putpixel((0, 0), (255, 255, 255))
+    assert held.to_numpy()[0, 0].tolist() == [1, 2, 3]
     # to_pil hands out a copy: drawing on it leaves the Image alone
     img2 = Image.load(np.zeros((2, 2, 3), np.uint8))
     p = img2.to_pil()

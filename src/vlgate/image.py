@@ -832,9 +832,11 @@ def _from_pil(
     rotated = orientation in (2, 3, 4, 5, 6, 7, 8)
     if rotated:
         im = ImageOps.exif_transpose(im)
-    im = _to_rgb_or_rgba(im, where)
+    converted = _to_rgb_or_rgba(im, where)
+    if converted is im and source is None:
+        converted = im.copy()  # the caller's PIL image stays theirs to draw on
     return Image(
-        pil=im,
+        pil=converted,
         source=source,
         source_mime=source_mime,
         source_mode=mode,
