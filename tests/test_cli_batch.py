@@ -1,0 +1,293 @@
+"""``vlgate batch`` end to end against the emulator: resume, failures, Ctrl-C, the summary."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from vlgate.cli import app
+from vlgate.testing import Emulator
+from vlgate.testing.scenes import make_scene
+
+MODEL = "openai/qwen2.5-vl-7b"
+KEY = "emu-key"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    for name in ("VLGATE_API_BASE", "VLGATE_CONFIG", "VLGATE_MAX_CONCURRENCY", "NO_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    logger = logging.getLogger("vlgate")
+    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+    logger.propagate = propagate
+
+
+def write_scenes(folder: Path, n: int, size: tuple[int, int] = (160, 120)) -> dict[str, int]:
+    """``n`` scene PNGs in ``folder``; returns path -> true number of shapes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    truth = {}
+    for i in range(n):
+        scene = make_scene(1000 + i, size=size, n_shapes=1 + i % 4)
+        path = folder / f"scene-{i:04d}.png"
+        path.write_bytes(scene.to_png_bytes())
+        truth[str(path)] = len(scene.shapes)
+    return truth
+
+
+def read_lines(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def batch_args(emu: Emulator, folder: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "batch",
+        str(folder),
+        "How many shapes?",
+        "-o",
+        str(out),
+        "-m",
+        MODEL,
+        "--api-base",
+        emu.openai_base,
+        *extra,
+    ]
+
+
+def test_batch_limit_then_resume_with_a_corrupt_file(tmp_path: Path, emulator: Emulator) -> None:
+    folder = tmp_path / "imgs"
+    truth = write_scenes(folder, 40)
+    corrupt = folder / "aaa-corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    out = tmp_path / "results.jsonl"
+    runner = CliRunner()
+    env = {"OPENAI_API_KEY": KEY}
+
+    first = runner.invoke(
+        app, batch_args(emulator, folder, out, "--limit", "15", "-c", "4"), env=env
+    )
+    assert first.exit_code == 1, first.output  # the corrupt file is among the first 15
+    lines = read_lines(out)
+    assert len(lines) == 15
+    assert "batch: 15 of 41 image(s) done, 14 ok, 1 failed (ImageError: 1)" in first.stdout
+    sent_first = len(emulator.requests)
+    assert sent_first == 14  # nothing is sent for the corrupt file
+
+    second = runner.invoke(app, batch_args(emulator, folder, out, "-c", "4"), env=env)
+    assert second.exit_code == 1, second.output
+    assert "batch: 41 of 41 image(s) done, 40 ok, 1 failed (ImageError: 1)" in second.stdout
+    assert "this run: 26 processed" in second.stdout
+    assert "15 skipped" in second.stdout
+    assert len(emulator.requests) - sent_first == 26  # no image asked twice
+
+    lines = read_lines(out)
+    assert len(lines) == 41
+    by_image = {str(r["image"]): r for r in lines}
+    assert len(by_image) == 41
+    bad = by_image[str(corrupt)]
+    assert bad["error"]["type"] == "ImageError"  # type: ignore[index]
+    assert str(corrupt) in bad["error"]["message"]  # type: ignore[index]
+    for path, count in truth.items():
+        rec = by_image[path]
+        assert rec["error"] is None
+        noun = "shape" if count == 1 else "shapes"
+        verb = "is" if count == 1 else "are"
+        assert rec["answer"] == f"There {verb} {count} {noun}.", rec
+        assert rec["attempts"] == 1
+        assert rec["usage"]["input_tokens"] > 0  # type: ignore[index]
+
+    third = runner.invoke(app, batch_args(emulator, folder, out), env=env)
+    assert "this run: 0 processed" in third.stdout
+    assert len(read_lines(out)) == 41
+
+
+def test_provider_fault_recorded_then_retried(tmp_path: Path, emulator: Emulator) -> None:
+    folder = tmp_path / "imgs"
+    write_scenes(folder, 6)
+    out = tmp_path / "r.jsonl"
+    emulator.script("qwen2.5-vl-7b", ["503", "400"])
+    runner = CliRunner()
+    env = {"OPENAI_API_KEY": KEY}
+    args = batch_args(emulator, folder, out, "--max-retries", "0", "-c", "1")
+    result = runner.invoke(app, args, env=env)
+    assert result.exit_code == 1, result.output
+    errors = [r["error"] for r in read_lines(out) if r["error"]]
+    assert len(errors) == 2
+    assert all(e["type"] == "ProviderError" for e in errors), errors  # type: ignore[index]
+    assert all("HTTP 503" in e["message"] or "HTTP 400" in e["message"] for e in errors)  # type: ignore[index]
+    assert "6 of 6 image(s) done, 4 ok, 2 failed" in result.stdout
+
+    again = runner.invoke(app, [*args, "--retry-failed"], env=env)
+    assert again.exit_code == 0, again.output
+    assert "6 of 6 image(s) done, 6 ok, 0 failed" in again.stdout
+    assert "this run: 2 processed" in again.stdout
+    assert len(read_lines(out)) == 8  # the failed lines stay; the latest record wins
+
+
+def test_batch_detect_with_html_report(tmp_path: Path, emulator: Emulator) -> None:
+    folder = tmp_path / "imgs"
+    truth = write_scenes(folder, 5, size=(320, 240))
+    out, html = tmp_path / "d.jsonl", tmp_path / "d.html"
+    args = [
+        "batch",
+        str(folder / "*.png"),
+        "--detect",
+        "shapes",
+        "-o",
+        str(out),
+        "--html",
+        str(html),
+        "-m",
+        MODEL,
+        "--api-base",
+        emulator.openai_base,
+    ]
+    result = CliRunner().invoke(app, args, env={"OPENAI_API_KEY": KEY})
+    assert result.exit_code == 0, result.output
+    records = read_lines(out)
+    for rec in records:
+        assert len(rec["detections"]) == truth[str(rec["image"])]  # type: ignore[arg-type]
+        assert rec["image_size"] == [320, 240]
+    page = html.read_text()
+    assert page.count('<article class="card ok">') == 5
+    assert page.count('class="box"') == sum(truth.values())
+
+
+def test_batch_json_schema(tmp_path: Path, emulator: Emulator) -> None:
+    folder = tmp_path / "imgs"
+    truth = write_scenes(folder, 3)
+    schema = tmp_path / "count.json"
+    schema.write_text(
+        json.dumps(
+            {
+                "type": "object",
+                "properties": {"count": {"type": "integer"}},
+                "required": ["count"],
+            }
+        )
+    )
+    out = tmp_path / "j.jsonl"
+    args = batch_args(emulator, folder, out, "--json", str(schema))
+    result = CliRunner().invoke(app, args, env={"OPENAI_API_KEY": KEY})
+    assert result.exit_code == 0, result.output
+    for rec in read_lines(out):
+        assert rec["json"] == {"count": truth[str(rec["image"])]}, rec
+
+
+def test_batch_usage_errors_exit_2(tmp_path: Path) -> None:
+    runner = CliRunner()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {"OPENAI_API_KEY": KEY}
+    nothing = runner.invoke(app, ["batch", str(empty), "hi"], env=env)
+    assert nothing.exit_code == 2 and "no images found" in nothing.stderr
+    both = runner.invoke(app, ["batch", str(empty), "--detect", "a", "--point", "b"], env=env)
+    assert both.exit_code == 2 and "choose one of" in both.stderr
+    write_scenes(empty, 1)
+    no_key = runner.invoke(app, ["batch", str(empty), "hi", "-m", "openai/gpt-4o"])
+    assert no_key.exit_code == 2
+    assert no_key.stderr.strip().splitlines() == [
+        "error: no API key for openai/gpt-4o: set OPENAI_API_KEY or pass api_key=..."
+    ]
+
+
+def _start_batch(
+    emu: Emulator, folder: Path, out: Path, *extra: str, columns: int = 120
+) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "OPENAI_API_KEY": KEY,
+        "COLUMNS": str(columns),
+        "PYTHONUNBUFFERED": "1",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "vlgate", *batch_args(emu, folder, out, *extra)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def _interrupt_after(proc: subprocess.Popen[str], out: Path, lines: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if out.exists() and out.read_text().count("\n") >= lines:
+            proc.send_signal(signal.SIGINT)
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    proc.kill()
+    raise AssertionError(f"fewer than {lines} lines after {timeout} s")
+
+
+def test_ctrl_c_keeps_lines_and_resumes(tmp_path: Path, emulator: Emulator) -> None:
+    folder = tmp_path / "imgs"
+    truth = write_scenes(folder, 20)
+    out = tmp_path / "r.jsonl"
+    emulator.latency = 0.15
+    proc = _start_batch(emulator, folder, out, "-c", "2")
+    _interrupt_after(proc, out, 4, timeout=60)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, (stdout, stderr)
+    assert "interrupted:" in stderr and "resume with the same command" in stderr
+    assert "Traceback" not in stderr
+    kept = read_lines(out)  # every line is whole JSON
+    assert 4 <= len(kept) < 20
+    assert out.read_text().endswith("\n")
+
+    emulator.latency = 0.0
+    proc = _start_batch(emulator, folder, out, "-c", "4")
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, (stdout, stderr)
+    assert f"{len(kept)} skipped" in stdout
+    records = read_lines(out)
+    assert sorted(str(r["image"]) for r in records) == sorted(truth)
+    assert "batch: 20 of 20 image(s) done, 20 ok, 0 failed" in stdout
+
+
+@pytest.mark.slow
+def test_500_scenes_with_progress_bar_interrupted_and_resumed(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    folder = tmp_path / "imgs"
+    truth = write_scenes(folder, 500, size=(96, 72))
+    out = tmp_path / "big.jsonl"
+    started = time.perf_counter()
+    proc = _start_batch(emulator, folder, out, "-c", "16", "--progress")
+    _interrupt_after(proc, out, 150, timeout=40)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr[-2000:]
+    kept = len(read_lines(out))
+    # The progress bar was drawn: counts, rate, and tokens so far.
+    assert re.search(r"\d+/500", stderr), stderr[-2000:]
+    assert "it/s" in stderr and "tok" in stderr
+
+    proc = _start_batch(emulator, folder, out, "-c", "16", "--progress")
+    stdout, stderr = proc.communicate(timeout=60)
+    elapsed = time.perf_counter() - started
+    assert proc.returncode == 0, stderr[-2000:]
+    assert "batch: 500 of 500 image(s) done, 500 ok, 0 failed" in stdout
+    assert f"this run: {500 - kept} processed" in stdout
+    records = read_lines(out)
+    assert len(records) == 500
+    assert {str(r["image"]) for r in records} == set(truth)
+    rate = re.search(r"\(([\d.]+) images/s\)", stdout)
+    assert rate is not None
+    print(f"\n500-scene batch: {elapsed:.1f} s wall, second run {rate.group(1)} images/s")
+    assert elapsed < 60
