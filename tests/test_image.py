@@ -622,6 +622,38 @@ def test_property_any_array_encodes_consistently(
     assert enc.to_original(tw, th) == pytest.approx((w, h))
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    w=st.integers(1, 300),
+    h=st.integers(1, 300),
+    max_side=st.one_of(st.none(), st.integers(30, 200)),
+    min_side=st.one_of(st.none(), st.integers(1, 29)),
+    n=st.integers(1, 30),
+)
+def test_property_limits_respected(
+    w: int, h: int, max_side: int | None, min_side: int | None, n: int
+) -> None:
+    lim = ImageLimits(max_side=max_side, min_side=min_side, many_images=(20, 25))
+    img = Image.load(np.zeros((h, w, 3), np.uint8))
+    try:
+        enc = img.encode(limits=lim, n_images=n)
+    except ImageError as exc:
+        assert "aspect ratio" in str(exc)  # the only legitimate refusal here
+        return
+    cap = lim.side_cap(n)
+    assert decode(enc).size == enc.size
+    if cap is not None:
+        assert max(enc.size) <= cap
+    if min_side is not None:
+        assert min(enc.size) >= min_side
+    if (cap is None or max(w, h) <= cap) and (min_side is None or min(w, h) >= min_side):
+        assert enc.size == (w, h)  # nothing to fix: nothing changed
+    # aspect kept to within rounding of the short side
+    assert enc.size[0] / enc.size[1] == pytest.approx(w / h, rel=0.5 / min(enc.size) + 1e-9) or (
+        min(enc.size) == 1
+    )
+
+
 # --- errors --------------------------------------------------------------------------------------
 
 
