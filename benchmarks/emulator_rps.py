@@ -6,7 +6,7 @@ does not compete for the server's GIL. The client has N concurrent workers on on
 itself the bottleneck at ~300 requests/s on this 2-core machine, so the server's own capacity is
 also reported from its CPU time (Linux ``/proc``).
 
-    .venv/bin/python benchmarks/emulator_rps.py [--requests 4000] [--concurrency 32] [--client httpx]
+    .venv/bin/python benchmarks/emulator_rps.py [--requests N] [--concurrency N] [--client httpx]
 """
 
 from __future__ import annotations

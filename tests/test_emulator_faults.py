@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -177,10 +178,8 @@ def test_shutdown_ends_hanging_requests_quickly() -> None:
 
 
 def _swallow(fn: Any) -> None:
-    try:
+    with contextlib.suppress(httpx.HTTPError):
         fn()
-    except httpx.HTTPError:
-        pass
 
 
 def test_latency_fixed_adjustable_and_slow_fault(emulator: Emulator, client: httpx.Client) -> None:

@@ -34,6 +34,15 @@ def emu() -> Iterator[Emulator]:
         yield e
 
 
+@pytest.fixture(autouse=True)
+async def _close_litellm_clients() -> Any:
+    # LiteLLM caches async HTTP clients per event loop; close them before this test's loop ends.
+    yield
+    from litellm.llms.custom_httpx.async_client_cleanup import close_litellm_async_clients
+
+    await close_litellm_async_clients()
+
+
 def msgs(prompt: str, uri: str = JPEG_URI) -> list[dict[str, Any]]:
     return [
         {
@@ -132,7 +141,7 @@ async def test_gemini_through_litellm(emu: Emulator) -> None:
     boxes = json.loads(r.choices[0].message.content)
     assert sorted(b["label"] for b in boxes) == sorted(s.label for s in SCENE.shapes)
     for b in boxes:
-        ymin, xmin, ymax, xmax = b["box_2d"]
+        _, xmin, ymax, _ = b["box_2d"]
         truth = next(s for s in SCENE.shapes if s.label == b["label"])
         assert (
             abs(xmin / 1000 * 800 - truth.box[0]) < 3 and abs(ymax / 1000 * 600 - truth.box[3]) < 3

@@ -466,10 +466,58 @@ def test_openai_sdk_against_emulator(emu: Emulator) -> None:
     client = openai.OpenAI(base_url=emu.openai_base, api_key=KEY, max_retries=0)
     out = client.chat.completions.create(**_oa_body("How many red shapes are there?"))
     n_red = SCENE.counts.get("red", 0)
-    expected = f"There is 1 red shape." if n_red == 1 else f"There are {n_red} red shapes."
+    expected = "There is 1 red shape." if n_red == 1 else f"There are {n_red} red shapes."
     assert out.choices[0].message.content == expected
     assert emu.requests[-1].headers["authorization"] == f"Bearer {KEY}"
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(
             base_url=emu.openai_base, api_key="wrong", max_retries=0
         ).chat.completions.create(**_oa_body())
+
+
+def test_plugin_and_package_import_light() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, vlgate.testing.pytest_plugin, vlgate.testing;"
+        "print('aiohttp' in sys.modules, 'vlgate.testing.emulator' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # vlgate/__init__ may import other things; the emulator itself must stay unloaded.
+    assert out.stdout.split()[1] == "False"
+
+
+def test_cli_module_serves_until_terminated() -> None:
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vlgate.testing", "--port", str(port), "--api-key", "k"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}" in line
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                r = httpx.post(
+                    f"http://127.0.0.1:{port}/v1/chat/completions",
+                    json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+                    headers={"Authorization": "Bearer k"},
+                )
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        assert r.status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -72,7 +72,8 @@ def anthropic(http: httpx.Client, images: list[tuple[str, bytes]]) -> httpx.Resp
     [
         pytest.param(
             [("image/jpeg", PNG)],
-            "The image was specified using the image/jpeg media type, but the image appears to be a image/png image",
+            "The image was specified using the image/jpeg media type, but the image appears to "
+            "be a image/png image",
             id="declared-jpeg-actual-png",
         ),
         pytest.param(

@@ -48,7 +48,8 @@ from .vision import Seen, Sight
 __all__ = ["Ask", "answer", "estimate_text_tokens", "fill_schema", "intent_of"]
 
 _BOX_WORDS = re.compile(
-    r"detect|bounding ?box|\bbbox|box_2d|bbox_2d|<od>|grounding|\blocate\b|find all|/detect|<\|det\|>|"
+    r"detect|bounding ?box|\bbbox|box_2d|bbox_2d|<od>|grounding|\blocate\b|find all|/detect|"
+    r"<\|det\|>|"
     r"\bboxes\b"
 )
 _POINT_WORDS = re.compile(r"\bpoint(s|ing|_2d)?\b|\bclick\b|/point")
@@ -126,7 +127,7 @@ def _noun(prompt: str) -> str:
     p = prompt.lower()
     colours = [c for c, rx in _COLOUR_WORDS.items() if rx.search(p)]
     shapes = [k for k, rx in _SHAPE_WORDS.items() if rx.search(p)]
-    words = " ".join(colours[:1] + [shapes[0] if shapes else "shape"])
+    words = " ".join([*colours[:1], shapes[0] if shapes else "shape"])
     return words
 
 
@@ -350,7 +351,7 @@ def _fill(
         else:
             vals = [_fill(items, root, "", objects, obj, sight)] if lo else []
         if items.get("type") == "integer":
-            vals = [int(round(v)) if isinstance(v, (int, float)) else v for v in vals]
+            vals = [round(v) if isinstance(v, (int, float)) else v for v in vals]
         while len(vals) < lo:
             vals.append(_fill(items, root, "", objects, obj, sight))
         if isinstance(hi, int):
@@ -394,7 +395,7 @@ def _fill(
             value = max(value, float(node["minimum"]))
         if "maximum" in node:
             value = min(value, float(node["maximum"]))
-        return int(round(value)) if typ == "integer" else round(float(value), 3)
+        return round(value) if typ == "integer" else round(float(value), 3)
     if typ == "boolean":
         return bool(objects)
     return None

@@ -7,14 +7,12 @@ injects faults (:mod:`vlgate.testing.faults`) and records every request.
 
 Endpoints (``emu.url`` = ``http://127.0.0.1:PORT``):
 
-=====================================================  ==========  ===========================
-``POST /v1/chat/completions``, ``GET /v1/models``      openai      ``Authorization: Bearer``
-``POST /ollama/v1/chat/completions``                   ollama      none (Ollama /v1 rules)
-``POST /api/chat``, ``/api/generate``, ``GET /api/tags``  ollama   none
-``POST /v1/messages``                                  anthropic   ``x-api-key`` + ``anthropic-version``
-``POST /v1beta/models/{model}:generateContent``        gemini      ``x-goog-api-key`` or ``?key=``
-``POST /v1beta/models/{model}:streamGenerateContent``  gemini      (``?alt=sse`` for SSE)
-=====================================================  ==========  ===========================
+* ``POST /v1/chat/completions``, ``GET /v1/models`` — OpenAI; ``Authorization: Bearer KEY``.
+* ``POST /ollama/v1/chat/completions`` — Ollama's OpenAI-compatible API (its image rules); no key.
+* ``POST /api/chat``, ``POST /api/generate``, ``GET /api/tags`` — Ollama native; no key.
+* ``POST /v1/messages`` — Anthropic; ``x-api-key: KEY`` and ``anthropic-version`` headers.
+* ``POST /v1beta/models/{model}:generateContent`` and ``:streamGenerateContent`` (``?alt=sse``
+  for SSE, else a JSON array) — Gemini; ``x-goog-api-key: KEY`` header or ``?key=KEY``.
 
 Gemini is also served without the version prefix (``/models/{model}:...``), which is what
 LiteLLM calls when given ``api_base=emu.url``. Bases: ``emu.openai_base`` (OpenAI, vLLM,
@@ -55,8 +53,8 @@ from typing import Any
 from aiohttp import web
 
 from .answers import Ask, answer, estimate_text_tokens
-from .faults import Fault, FaultBook
 from .families import family_for, image_tokens
+from .faults import Fault, FaultBook
 from .records import Protocol, RecordedRequest
 from .rules import check_images
 from .vision import Sight, analyze
@@ -235,7 +233,7 @@ class Emulator:
 
     @property
     def openai_base(self) -> str:
-        """OpenAI-compatible base (``.../v1``): OpenAI SDK, vLLM, DashScope-style, ``hosted_vllm/``."""
+        """OpenAI-compatible base (``.../v1``): OpenAI SDK, vLLM, DashScope, ``hosted_vllm/``."""
         return self.url + "/v1"
 
     @property
@@ -415,7 +413,8 @@ class Emulator:
             if got is None:
                 return WireError(
                     401,
-                    "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                    "You didn't provide an API key. You need to provide your API key in an "
+                    "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
                 )
             if got != key:
                 return WireError(
@@ -437,7 +436,9 @@ class Emulator:
         if got is None:
             return WireError(
                 403,
-                "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.",
+                "Method doesn't allow unregistered callers (callers without established "
+                "identity). Please use API Key or other form of API consumer identity "
+                "to call this API.",
             )
         if got != key:
             return WireError(400, "API key not valid. Please pass a valid API key.")
@@ -457,7 +458,8 @@ class Emulator:
         if bad_json:
             raise WireError(
                 400,
-                "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly.)",
+                "We could not parse the JSON body of your request. (HINT: This likely means you "
+                "aren't using your HTTP library correctly.)",
             )
         parsed = self._parse(request, rec, variant)
         rec.model, rec.stream = parsed.model, parsed.stream
@@ -555,7 +557,8 @@ class Emulator:
         if op not in ("generateContent", "streamGenerateContent") or not model:
             raise WireError(
                 404,
-                f"models/{target} is not found for API version v1beta, or is not supported for generateContent.",
+                f"models/{target} is not found for API version v1beta, or is not supported for "
+                "generateContent.",
             )
         rec.model = model
         return parse_gemini(body, model, stream=op == "streamGenerateContent")
@@ -919,9 +922,9 @@ def _stream_events(
         if not pieces:
             bodies.append(_gemini_chunk(p, content, fin, usage))
         for i, piece in enumerate(pieces):
-            last = i == len(pieces) - 1
+            is_last = i == len(pieces) - 1
             bodies.append(
-                _gemini_chunk(p, piece, fin if last else None, usage if last else (pt, 0))
+                _gemini_chunk(p, piece, fin if is_last else None, usage if is_last else (pt, 0))
             )
         if alt_sse:
             return [
@@ -965,7 +968,8 @@ def serve(
             on_ready(emu)
         else:
             print(
-                f"vlgate emulator listening on {emu.url} (OpenAI base {emu.openai_base}, key {api_key!r})",
+                f"vlgate emulator listening on {emu.url} (OpenAI base {emu.openai_base}, key "
+                f"{api_key!r})",
                 flush=True,
             )
         try:

@@ -309,7 +309,8 @@ def format_boxes(fam: Family, boxes: Sequence[Box], size: tuple[int, int]) -> st
     """Write ``(label, xyxy in received-image pixels)`` boxes the way ``fam`` does.
 
     Example:
-        >>> print(format_boxes(family_for("gemini"), [("red circle", (64, 48, 128, 96))], (640, 480)))
+        >>> gemini = family_for("gemini")
+        >>> print(format_boxes(gemini, [("red circle", (64, 48, 128, 96))], (640, 480)))
         [
           {"box_2d": [100, 100, 200, 200], "label": "red circle"}
         ]
@@ -324,7 +325,7 @@ def format_boxes(fam: Family, boxes: Sequence[Box], size: tuple[int, int]) -> st
         return _dumps([{"label": lab, "bbox": c} for lab, c in conv])
     if style == "moondream":
         keys = ("x_min", "y_min", "x_max", "y_max")
-        return _dumps({"objects": [dict(zip(keys, c)) for _, c in conv]})
+        return _dumps({"objects": [dict(zip(keys, c, strict=True)) for _, c in conv]})
     if style == "qwen2_tokens":
         return "".join(
             f"<|object_ref_start|>{lab}<|object_ref_end|><|box_start|>({c[0]},{c[1]}),({c[2]},{c[3]})<|box_end|>"

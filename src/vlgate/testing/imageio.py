@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import io
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
@@ -102,13 +105,33 @@ class ImageInfo:
     orientation: int | None
 
 
+_probe_cache: OrderedDict[str, ImageInfo] = OrderedDict()
+_probe_lock = threading.Lock()
+
+
 def probe(data: bytes) -> ImageInfo:
-    """Sniff the type and read the upright size from the header, without decoding pixels.
+    """Sniff the type and read the upright size (cached by content hash).
+
+    Small images and JPEGs (at 1/8 scale) are decoded too, so corrupt data is noticed.
 
     Example:
         >>> probe(b"not an image").size is None
         True
     """
+    key = hashlib.sha1(data).hexdigest()
+    with _probe_lock:
+        hit = _probe_cache.get(key)
+    if hit is not None:
+        return hit
+    info = _probe(data)
+    with _probe_lock:
+        _probe_cache[key] = info
+        while len(_probe_cache) > 256:
+            _probe_cache.popitem(last=False)
+    return info
+
+
+def _probe(data: bytes) -> ImageInfo:
     mime = sniff_mime(data)
     try:
         with Image.open(io.BytesIO(data)) as im:

@@ -124,7 +124,7 @@ class Scene:
         """
         k = self.exif_orientation if exif_orientation is None else exif_orientation
         stored = self.image
-        kwargs: dict[str, object] = {}
+        exif_bytes = b""
         if k is not None:
             if k not in _STORE:
                 raise ValueError(f"EXIF orientation must be 1..8, got {k}")
@@ -133,9 +133,9 @@ class Scene:
                 stored = stored.transpose(op)
             exif = Image.Exif()
             exif[0x0112] = k
-            kwargs["exif"] = exif.tobytes()
+            exif_bytes = exif.tobytes()
         buf = io.BytesIO()
-        stored.save(buf, format="JPEG", quality=quality, **kwargs)
+        stored.save(buf, format="JPEG", quality=quality, exif=exif_bytes)
         return buf.getvalue()
 
     def to_png_bytes(self) -> bytes:

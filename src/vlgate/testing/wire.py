@@ -155,7 +155,8 @@ def parse_openai(body: Any, *, ollama: bool = False) -> Parsed:
                 if isinstance(iu, str) and not ollama:
                     raise WireError(
                         400,
-                        f"Invalid type for '{where}': expected an object, but got a string instead.",
+                        f"Invalid type for '{where}': expected an object, but got a string "
+                        "instead.",
                         param=where,
                         code="invalid_type",
                     )
@@ -282,7 +283,8 @@ def parse_anthropic(body: Any) -> Parsed:
                 else:
                     raise WireError(
                         400,
-                        f"{where}: Input tag '{st}' found using 'type' does not match any of the expected tags: 'base64', 'url', 'file'",
+                        f"{where}: Input tag '{st}' found using 'type' does not match any of the "
+                        "expected tags: 'base64', 'url', 'file'",
                     )
                 p.details.append(None)
     return p
@@ -319,7 +321,8 @@ def parse_gemini(body: Any, model: str, stream: bool) -> Parsed:
             if mime != "application/json":
                 raise WireError(
                     400,
-                    "* GenerationConfig.response_mime_type: response_mime_type must be application/json when response_schema is set.\n",
+                    "* GenerationConfig.response_mime_type: response_mime_type must be "
+                    "application/json when response_schema is set.\n",
                 )
             p.schema = schema
         elif mime == "application/json":
@@ -334,7 +337,8 @@ def parse_gemini(body: Any, model: str, stream: bool) -> Parsed:
         if not isinstance(parts, list):
             raise WireError(
                 400,
-                f"* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty.\n",
+                f"* GenerateContentRequest.contents[{i}].parts: contents.parts must not be "
+                "empty.\n",
             )
         for j, part in enumerate(parts):
             if not isinstance(part, dict):
