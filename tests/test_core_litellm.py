@@ -160,3 +160,26 @@ def test_missing_litellm_extra_names_the_install_command(monkeypatch: pytest.Mon
     )
     with pytest.raises(ImportError, match=r"pip install 'vlgate\[litellm\]'"):
         vlgate.create(CLAUDE, api_key=KEY)
+
+
+def test_gemini_request_cap_is_shared_between_images(emulator: Emulator) -> None:
+    """Four noisy 1500x1500 PNGs (~6.8 MB each) exceed Gemini's 20 MB inline request as they are;
+    vlgate re-encodes each to fit its share, so the emulator (which enforces the cap) accepts."""
+    import io
+
+    import numpy as np
+    from PIL import Image as PILImage
+
+    rng = np.random.default_rng(0)
+    pngs = []
+    for _ in range(4):
+        buf = io.BytesIO()
+        noise = rng.integers(0, 256, (1500, 1500, 3), dtype=np.uint8)
+        PILImage.fromarray(noise).save(buf, format="PNG", compress_level=1)
+        pngs.append(buf.getvalue())
+    assert sum(len(p) for p in pngs) * 4 / 3 > 20 * 1024 * 1024
+    assert gemini(emulator).query_images(pngs, "compare these")
+    [req] = emulator.requests
+    assert req.status == 200
+    assert sum(i.nbytes for i in req.images) * 4 / 3 <= 20 * 1024 * 1024
+    assert all(i.declared_mime == i.actual_mime for i in req.images)

@@ -50,8 +50,9 @@ class ModelConfig(BaseModel):
     """Pre-resize to exactly what the provider will process, so its own resize is a no-op."""
     family: str | None = None
     """Override the model family (grounding convention), e.g. ``qwen2.5-vl``."""
-    allow_private_urls: bool = False
-    """Allow image URLs that resolve to private or loopback addresses."""
+    allow_private_urls: bool | list[str] = False
+    """Allow image URLs that resolve to private or loopback addresses: ``True``, or a list of
+    allowed addresses / networks such as ``["192.168.1.0/24"]``."""
     params: dict[str, Any] = Field(default_factory=dict)
     """Default request parameters (temperature, max_tokens, ...); call kwargs override them."""
     extra_headers: dict[str, str] = Field(default_factory=dict)

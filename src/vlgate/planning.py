@@ -13,6 +13,7 @@ the size after step 2, the provider's rule is applied to what was really sent.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,11 +47,20 @@ def target_size(image_size: tuple[int, int], route: Route, config: ModelConfig) 
 def encode_for(
     image: Image, route: Route, config: ModelConfig, *, n_images: int = 1
 ) -> EncodedImage:
-    """Encode ``image`` for ``route``: planned size, service limits, sniffed MIME type."""
+    """Encode ``image`` for ``route``: planned size, service limits, sniffed MIME type.
+
+    A per-request cap (Gemini's inline 20 MB) is shared out: each of ``n_images`` images gets an
+    equal part of it, counted in raw bytes (base64 adds a third on the wire).
+    """
     size = target_size(image.size, route, config)
+    limits = route.service.limits
+    if limits.max_request_bytes is not None:
+        share = limits.max_request_bytes * 3 // 4 // max(1, n_images)
+        if limits.max_bytes is None or share < limits.max_bytes:
+            limits = dataclasses.replace(limits, max_bytes=share)
     return image.encode(
         size=None if size == image.size else size,
-        limits=route.service.limits,
+        limits=limits,
         n_images=n_images,
     )
 

@@ -54,7 +54,7 @@ class ImageLimits:
     """``(threshold, max_side)``: above ``threshold`` images per request, each side must be at
     most ``max_side`` (Anthropic: more than 20 images -> 2000 px)."""
     max_request_bytes: int | None = None
-    """Largest total of image bytes (raw) in one request (Gemini inline data)."""
+    """Largest request on the wire (base64 images included): Gemini's inline 20 MB."""
     formats: frozenset[str] = _STANDARD_FORMATS
     """MIME types accepted; anything else is transcoded before sending."""
 
