@@ -85,6 +85,7 @@ def test_batch_limit_then_resume_with_a_corrupt_file(tmp_path: Path, emulator: E
     lines = read_lines(out)
     assert len(lines) == 15
     assert "batch: 15 of 41 image(s) done, 14 ok, 1 failed (ImageError: 1)" in first.stdout
+    assert "--limit reached: 26 image(s) left" in first.stderr
     sent_first = len(emulator.requests)
     assert sent_first == 14  # nothing is sent for the corrupt file
 

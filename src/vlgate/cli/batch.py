@@ -287,6 +287,12 @@ def batch(
                 err=True,
             )
             raise typer.Exit(EXIT_INTERRUPTED)
+        if stats.limited and stats.remaining > 0:
+            typer.echo(
+                f"--limit reached: {stats.remaining} image(s) left; run the same command "
+                "again to continue",
+                err=True,
+            )
         raise typer.Exit(EXIT_FAILED if state.failed else EXIT_OK)
 
 
