@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple, Union, cast
 
-import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageOps, UnidentifiedImageError
 
@@ -46,13 +45,33 @@ from .registry import ImageLimits
 
 if TYPE_CHECKING:
     import httpx
+    import numpy as np
     from numpy.typing import NDArray
+else:
 
-_simplejpeg: Any
-try:  # libjpeg-turbo straight from a numpy buffer: skips Pillow's RGB -> RGBX repack.
-    _simplejpeg = importlib.import_module("simplejpeg")
-except ImportError:  # pragma: no cover - optional speed-up
-    _simplejpeg = None
+    class _LazyNumpy:
+        """numpy costs ~0.3 s to import here; only arrays and encoders need it, so load on use."""
+
+        def __getattr__(self, name: str) -> Any:
+            numpy = importlib.import_module("numpy")
+            globals()["np"] = numpy
+            return getattr(numpy, name)
+
+    np = _LazyNumpy()
+
+_UNSET: Any = object()
+_simplejpeg: Any = _UNSET  # resolved on first JPEG encode; None when not installed
+
+
+def _jpeg() -> Any:
+    """simplejpeg (libjpeg-turbo straight from a numpy buffer), or None to use Pillow."""
+    global _simplejpeg
+    if _simplejpeg is _UNSET:
+        try:
+            _simplejpeg = importlib.import_module("simplejpeg")
+        except ImportError:  # pragma: no cover - optional speed-up
+            _simplejpeg = None
+    return _simplejpeg
 
 __all__ = [
     "MAX_PIXELS",
@@ -632,11 +651,11 @@ class Image:
     ) -> bytes:
         if mime == "image/jpeg":
             arr = self._arr if size == self._size else None
-            if arr is not None and _simplejpeg is not None:
+            if arr is not None and _jpeg() is not None:
                 if arr.shape[2] == 4:
                     arr = _flatten_array(arr)
                 return bytes(
-                    _simplejpeg.encode_jpeg(
+                    _jpeg().encode_jpeg(
                         arr, quality=quality, colorspace="RGB", colorsubsampling="420"
                     )
                 )
@@ -921,7 +940,7 @@ def _normalise_array(array: NDArray[Any], what: str, max_pixels: int) -> NDArray
 
 
 def _from_array(arr: NDArray[np.uint8], *, copied: bool) -> Image:
-    if _simplejpeg is None and arr.ndim == 3 and arr.shape[2] == 3:
+    if _jpeg() is None and arr.ndim == 3 and arr.shape[2] == 3:
         # Without simplejpeg, Pillow encodes; it copies RGB into its own storage anyway, so a
         # numpy copy first would only cost time.
         return Image(pil=PILImage.fromarray(arr))

@@ -22,10 +22,9 @@ from collections.abc import (
 )
 from typing import Any, TypeVar, overload
 
-import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from . import errors, planning
+from . import planning
 from .config import ModelConfig, resolve_api_base, resolve_api_key
 from .errors import ConfigError, ResponseError, TimeoutError, VlgateError
 from .grounding import (
@@ -417,21 +416,8 @@ class VlModel:
         async with self._semaphore():
             slot = await engine.limiter.acquire(estimate, timeout=request.timeout)
             slot.settle(estimate)
-            try:
-                async for delta in engine.provider.stream(request):
-                    yield delta
-            except httpx.HTTPError as exc:
-                # The openai SDK lets transport errors raised mid-stream escape unmapped; a
-                # connection cut half-way must not pass for a complete (truncated) answer.
-                where = {"provider": engine.route.provider.name, "model": engine.route.model}
-                if isinstance(exc, httpx.TimeoutException):
-                    raise errors.TimeoutError(
-                        "the stream stalled past the timeout", **where
-                    ) from None
-                raise errors.ConnectionError(
-                    f"the stream ended before the answer was complete ({type(exc).__name__})",
-                    **where,
-                ) from None
+            async for delta in engine.provider.stream(request):
+                yield delta
 
     # --- live frame streams -------------------------------------------------------------------
 

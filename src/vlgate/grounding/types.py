@@ -8,9 +8,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-import numpy as np
-
 if TYPE_CHECKING:
+    import numpy as np
     from numpy.typing import NDArray
     from PIL import Image as PILImage
 
@@ -156,6 +155,8 @@ class Detections(_Results[Detection]):
     @property
     def xyxy(self) -> NDArray[np.float64]:
         """``(N, 4)`` float array of boxes."""
+        import numpy as np
+
         return np.array([d.xyxy for d in self._items], dtype=np.float64).reshape(-1, 4)
 
     @property
@@ -164,6 +165,8 @@ class Detections(_Results[Detection]):
 
     def to_supervision(self) -> Any:
         """These boxes as ``supervision.Detections`` (``class_name`` in ``data``)."""
+        import numpy as np
+
         sv = _import_supervision()
         _, ids = self._category_ids(None)
         scores = self.scores
@@ -224,10 +227,14 @@ class Points(_Results[Point]):
     @property
     def xy(self) -> NDArray[np.float64]:
         """``(N, 2)`` float array of points."""
+        import numpy as np
+
         return np.array([p.xy for p in self._items], dtype=np.float64).reshape(-1, 2)
 
     def to_supervision(self) -> Any:
         """These points as ``supervision.KeyPoints`` (one keypoint per object)."""
+        import numpy as np
+
         sv = _import_supervision()
         _, ids = self._category_ids(None)
         return sv.KeyPoints(

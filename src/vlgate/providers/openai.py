@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import openai
 
 from .. import errors
@@ -159,6 +160,15 @@ class OpenAICompatProvider(Provider):
                     yield chunk.choices[0].delta.content
         except (openai.OpenAIError, ValueError) as exc:
             raise self._map(exc) from None
+        except httpx.HTTPError as exc:
+            # The SDK lets transport errors raised mid-stream escape unmapped; a connection cut
+            # half-way must not pass for a complete (truncated) answer.
+            where = {"provider": self.route.provider.name, "model": self.route.model}
+            if isinstance(exc, httpx.TimeoutException):
+                raise errors.TimeoutError("the stream stalled past the timeout", **where) from None
+            raise errors.ConnectionError(
+                f"the stream ended before the answer was complete ({type(exc).__name__})", **where
+            ) from None
 
     async def aclose(self) -> None:
         loop = asyncio.get_running_loop()
