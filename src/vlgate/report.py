@@ -155,8 +155,11 @@ def _overlay(item: ReportItem, width: int, height: int) -> str:
             f'<rect class="box" x="{_num(x1)}" y="{_num(y1)}" width="{_num(x2 - x1)}" '
             f'height="{_num(y2 - y1)}" stroke="{c}" data-label="{_e(label)}"/>'
         )
+        # Labels of boxes on the right half end at the box's right edge, so they stay inside.
+        right = x1 > width / 2
         parts.append(
-            f'<text x="{_num(x1)}" y="{_num(max(font, y1 - font * 0.25))}" '
+            f'<text x="{_num(x2 if right else x1)}" y="{_num(max(font, y1 - font * 0.25))}" '
+            f'text-anchor="{"end" if right else "start"}" '
             f'font-size="{_num(font)}" fill="{c}">{_e(label)}</text>'
         )
     for pt in item.points:
@@ -170,9 +173,11 @@ def _overlay(item: ReportItem, width: int, height: int) -> str:
             f'<circle class="point" cx="{_num(x)}" cy="{_num(y)}" r="{_num(radius)}" '
             f'fill="{c}" data-label="{_e(label)}"/>'
         )
+        right = x > width / 2
+        tx = x - radius * 1.5 if right else x + radius * 1.5
         parts.append(
-            f'<text x="{_num(x + radius * 1.5)}" y="{_num(y)}" font-size="{_num(font)}" '
-            f'fill="{c}">{_e(label)}</text>'
+            f'<text x="{_num(tx)}" y="{_num(y)}" text-anchor="{"end" if right else "start"}" '
+            f'font-size="{_num(font)}" fill="{c}">{_e(label)}</text>'
         )
     parts.append("</svg>")
     return "".join(parts)
