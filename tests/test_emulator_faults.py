@@ -273,3 +273,8 @@ async def test_async_context_manager_in_async_test() -> None:
 def test_session_fixture_is_shared(emulator_session: Emulator) -> None:
     assert emulator_session.url.startswith("http://127.0.0.1:")
     assert httpx.get(emulator_session.openai_base + "/models").status_code == 200
+
+
+def test_bad_fault_header_is_a_400(emulator: Emulator, client: httpx.Client) -> None:
+    r = client.post("/chat/completions", json=body(), headers={"x-emulator-fault": "explode"})
+    assert r.status_code == 400 and "unknown fault" in r.json()["error"]["message"]

@@ -465,7 +465,10 @@ class Emulator:
         rec.model, rec.stream = parsed.model, parsed.stream
         rec.images = [img for img, _ in parsed.images]
 
-        fault = self.faults.next_fault(parsed.model, request.headers.get("x-emulator-fault"))
+        try:
+            fault = self.faults.next_fault(parsed.model, request.headers.get("x-emulator-fault"))
+        except ValueError as exc:
+            raise WireError(400, f"x-emulator-fault: {exc}") from None
         delay = self._delay()
         if fault is not None and fault.kind == "slow":
             delay += fault.seconds or 0.5

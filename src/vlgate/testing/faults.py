@@ -10,8 +10,8 @@ request header ``x-emulator-fault``):
 ``400`` ``401``   any 4xx/5xx code: that status with the protocol's error body
 ``500`` ``502``   (Anthropic names 529 ``overloaded_error``; ``overloaded`` = ``529``)
 ``503`` ``529``
-``hang``          no answer for ``hang_seconds`` (default 30 s; ``hang:5`` for 5 s); does
-                  not block other requests, ends at shutdown
+``hang``          no answer for ``hang_seconds`` (default 30 s; ``hang:5`` for 5 s), then
+                  504; does not block other requests; shutdown ends it at once
 ``slow:0.5``      answer normally after an extra 0.5 s
 ``reset``         abort the TCP connection without an answer
 ``malformed``     200 with a body that is not valid JSON
