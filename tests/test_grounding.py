@@ -629,10 +629,10 @@ ADVERSARIAL = [
     ("adversarial", "name"), ADVERSARIAL, ids=[f"{n}-{a[:8]!r}" for a, n in ADVERSARIAL]
 )
 def test_bounded_time_on_adversarial_answers(adversarial: str, name: str) -> None:
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: robust on a busy machine
     parse_detections(adversarial, name, (640, 480))
     parse_points(adversarial, name, (640, 480))
-    assert time.perf_counter() - start < 2.0
+    assert time.process_time() - start < 2.0
 
 
 # --- agreement with the emulator's independent writer ---------------------------------------

@@ -102,12 +102,12 @@ def test_never_evaluates_code(tmp_path: Any) -> None:
     ids=lambda s: repr(s[:4]),
 )
 def test_bounded_time_on_one_megabyte(adversarial: str) -> None:
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: robust on a busy machine
     with contextlib.suppress(ResponseError):
         extract_json(adversarial)
     # The brief's bound is 1 s for brackets; strings of quotes get slack for a busy machine.
     limit = 1.0 if set(adversarial) <= set("[]{}") else 2.0
-    assert time.perf_counter() - start < limit
+    assert time.process_time() - start < limit
 
 
 def test_large_valid_json_is_parsed() -> None:
@@ -116,9 +116,9 @@ def test_large_valid_json_is_parsed() -> None:
 
     text = "```json\n" + json.dumps(items) + "\n```"
     assert len(text) > 500_000
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: robust on a busy machine
     assert extract_json(text) == items
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
 
 
 def test_random_text_never_raises_anything_but_response_error() -> None:

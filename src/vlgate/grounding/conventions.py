@@ -130,7 +130,7 @@ _QWEN_DETECT = (
     'as [{{"bbox_2d": [x1, y1, x2, y2], "label": "{target}"}}].'
 )
 _QWEN_POINT = (
-    "Locate every {target} in the image and output the point coordinates in JSON format, "
+    "Point to every {target} in the image and output the point coordinates in JSON format, "
     'as [{{"point_2d": [x, y], "label": "{target}"}}].'
 )
 
@@ -258,7 +258,8 @@ CONVENTIONS: dict[str, Convention] = {
             syntax=("deepseek-det", "json"),
             scale=999,
             points=False,
-            detect_template="<|ref|>{target}<|/ref|>.",
+            # <|grounding|> switches DeepSeek-VL2 to grounded output; <|ref|> marks the query.
+            detect_template="<|grounding|>Locate <|ref|>{target}<|/ref|> in the image.",
             description="<|ref|>l<|/ref|><|det|>[[x1,y1,x2,y2]]<|/det|>, 0-999",
             source="deepseek-ai/DeepSeek-VL2 serve/app_modules/utils.py; issue #100",
         ),

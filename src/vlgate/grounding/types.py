@@ -281,6 +281,7 @@ def _import_supervision() -> Any:
 
 
 def _to_pil(image: Any) -> PILImage.Image:
+    import numpy as np
     from PIL import Image as PILImageModule
 
     if isinstance(image, PILImageModule.Image):
