@@ -292,3 +292,28 @@ def test_500_scenes_with_progress_bar_interrupted_and_resumed(
     assert rate is not None
     print(f"\n500-scene batch: {elapsed:.1f} s wall, second run {rate.group(1)} images/s")
     assert elapsed < 60
+
+
+def test_priced_model_shows_cost_and_no_bar_off_a_terminal(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    folder = tmp_path / "imgs"
+    write_scenes(folder, 3)
+    out = tmp_path / "c.jsonl"
+    args = [
+        "batch",
+        str(folder),
+        "Describe it",
+        "-o",
+        str(out),
+        "-m",
+        "openai/gpt-4o-mini",
+        "--api-base",
+        emulator.openai_base,
+    ]
+    result = CliRunner().invoke(app, args, env={"OPENAI_API_KEY": KEY})
+    assert result.exit_code == 0, result.output
+    cost = re.search(r"cost \$(\d+\.\d+)", result.stdout)
+    assert cost is not None and float(cost.group(1)) > 0, result.stdout
+    assert "━" not in result.stderr  # no progress bar when stderr is not a terminal
+    assert all(rec["model"] == "gpt-4o-mini" for rec in read_lines(out))
