@@ -384,3 +384,15 @@ def test_emulate_serves_until_interrupted(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_unwritable_output_is_one_line_exit_2(
+    runner: CliRunner, emulator: Emulator, scene_file: tuple[Path, object], tmp_path: Path
+) -> None:
+    path, _ = scene_file
+    out = tmp_path / "no" / "such" / "dir" / "boxes.png"
+    args = ["detect", str(path), "shapes", *_emu_args(emulator), "-o", str(out)]
+    result = runner.invoke(app, args, env=_env())
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: No such file or directory")
+    assert "Traceback" not in result.output

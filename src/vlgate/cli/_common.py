@@ -68,6 +68,9 @@ def errors_to_exit() -> Iterator[None]:
         yield
     except VlgateError as exc:
         fail(str(exc) or type(exc).__name__, exit_code_for(exc))
+    except OSError as exc:  # a file the command was told to read or write
+        where = f" ({exc.filename})" if exc.filename else ""
+        fail(f"{exc.strerror or exc}{where}", EXIT_USAGE)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
