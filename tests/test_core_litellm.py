@@ -183,3 +183,13 @@ def test_gemini_request_cap_is_shared_between_images(emulator: Emulator) -> None
     assert req.status == 200
     assert sum(i.nbytes for i in req.images) * 4 / 3 <= 20 * 1024 * 1024
     assert all(i.declared_mime == i.actual_mime for i in req.images)
+
+
+def test_gemini_bad_key_is_an_auth_error(emulator: Emulator) -> None:
+    """Gemini answers a wrong key with 400 INVALID_ARGUMENT, not 401; vlgate calls it AuthError."""
+    secret = "AIzaWrongKey0123456789abcdefghij"
+    with pytest.raises(vlgate.AuthError) as info:
+        gemini(emulator, api_key=secret).query(png_bytes(), "hi")
+    assert info.value.status in (400, 401)  # LiteLLM itself reports it as 401
+    assert len(emulator.requests) == 1
+    assert secret not in str(info.value)

@@ -14,6 +14,10 @@ from .. import errors
 
 __all__ = ["map_openai_error", "retry_after_seconds"]
 
+# Services that answer a bad key with 400 rather than 401 (Gemini: 400 INVALID_ARGUMENT
+# "API key not valid. Please pass a valid API key.").
+_AUTH_MESSAGES = ("api key not valid", "api_key_invalid", "invalid api key")
+
 
 def retry_after_seconds(headers: Any) -> float | None:
     """Seconds from ``retry-after-ms`` / ``retry-after`` headers, when present and numeric."""
@@ -66,7 +70,9 @@ def map_openai_error(
         status = exc.status_code
         message, body = _status_message(exc)
         kwargs = dict(where, status=status, body=clean_body(body))
-        if status in (401, 403):
+        if status in (401, 403) or (
+            status == 400 and any(m in message.lower() for m in _AUTH_MESSAGES)
+        ):
             return errors.AuthError(clean(message), **kwargs)
         if status == 429:
             return errors.RateLimitError(
