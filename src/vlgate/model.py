@@ -547,7 +547,7 @@ class VlModel:
             found = parse_detections(answer, engine.convention, img.size, model_input_size=seen)
             if not found:
                 log.debug("no detections parsed from answer: %.200s", answer)
-            return Detections(found, image_size=img.size)
+            return Detections(found, image_size=img.size, answer=answer)
 
         return await self._run(op)
 
@@ -570,7 +570,7 @@ class VlModel:
             found = parse_points(answer, engine.convention, img.size, model_input_size=seen)
             if not found:
                 log.debug("no points parsed from answer: %.200s", answer)
-            return Points(found, image_size=img.size)
+            return Points(found, image_size=img.size, answer=answer)
 
         return await self._run(op)
 

@@ -73,11 +73,29 @@ T = TypeVar("T", Detection, Point)
 class _Results(Sequence[T], Generic[T]):
     """An immutable list of results that knows the size of the image they belong to."""
 
-    __slots__ = ("_items", "image_size")
+    __slots__ = ("_items", "answer", "image_size")
 
-    def __init__(self, items: Iterable[T] = (), *, image_size: tuple[int, int] | None = None):
+    def __init__(
+        self,
+        items: Iterable[T] = (),
+        *,
+        image_size: tuple[int, int] | None = None,
+        answer: Any = None,
+    ):
         self._items: tuple[T, ...] = tuple(items)
         self.image_size = image_size
+        self.answer = answer
+        """The model's raw answer (a :class:`vlgate.Answer`) when these came from a model."""
+
+    @property
+    def usage(self) -> Any:
+        """Tokens and cost of the answer these came from (``None`` when parsed from text)."""
+        return getattr(self.answer, "usage", None)
+
+    @property
+    def attempts(self) -> int | None:
+        """Attempts the answer took (``None`` when parsed from text)."""
+        return getattr(self.answer, "attempts", None)
 
     @overload
     def __getitem__(self, index: int) -> T: ...
