@@ -544,7 +544,9 @@ class VlModel:
             answer = await self._send(
                 engine, [encoded], prompt, kwargs, **_native(engine, "detect", target)
             )
-            found = parse_detections(answer, engine.convention, img.size, model_input_size=seen)
+            found = parse_detections(
+                answer, engine.convention, img.size, model_input_size=seen, default_label=target
+            )
             if not found:
                 log.debug("no detections parsed from answer: %.200s", answer)
             return Detections(found, image_size=img.size, answer=answer)
@@ -567,7 +569,9 @@ class VlModel:
             answer = await self._send(
                 engine, [encoded], prompt, kwargs, **_native(engine, "point", target)
             )
-            found = parse_points(answer, engine.convention, img.size, model_input_size=seen)
+            found = parse_points(
+                answer, engine.convention, img.size, model_input_size=seen, default_label=target
+            )
             if not found:
                 log.debug("no points parsed from answer: %.200s", answer)
             return Points(found, image_size=img.size, answer=answer)
