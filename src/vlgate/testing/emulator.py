@@ -1,4 +1,5 @@
-"""The provider emulator: a loopback aiohttp server speaking OpenAI, Anthropic, Gemini and Ollama.
+"""The provider emulator: a loopback aiohttp server speaking OpenAI, Anthropic, Gemini, Ollama and
+Moondream.
 
 It runs on its own event loop in a background thread, so both sync and async tests can use it.
 It validates requests as the real services do, looks at the images it receives
@@ -13,16 +14,29 @@ Endpoints (``emu.url`` = ``http://127.0.0.1:PORT``):
 * ``POST /v1/messages`` — Anthropic; ``x-api-key: KEY`` and ``anthropic-version`` headers.
 * ``POST /v1beta/models/{model}:generateContent`` and ``:streamGenerateContent`` (``?alt=sse``
   for SSE, else a JSON array) — Gemini; ``x-goog-api-key: KEY`` header or ``?key=KEY``.
+* ``POST /moondream/v1/{caption,query,detect,point}`` — Moondream's skill API
+  (api.moondream.ai/v1, Moondream Station); ``X-Moondream-Auth: KEY`` header.
 
 Gemini is also served without the version prefix (``/models/{model}:...``), which is what
 LiteLLM calls when given ``api_base=emu.url``. Bases: ``emu.openai_base`` (OpenAI, vLLM,
 DashScope-style), ``emu.ollama_base`` (Ollama's OpenAI-compatible API), ``emu.anthropic_base``,
-``emu.gemini_base``, and ``emu.url`` for LiteLLM's ``anthropic/``, ``gemini/`` and
-``ollama_chat/``.
+``emu.gemini_base``, ``emu.moondream_base``, and ``emu.url`` for LiteLLM's ``anthropic/``,
+``gemini/`` and ``ollama_chat/``.
+
+Moondream: ``/detect`` answers ``{"objects": [{"x_min", "y_min", "x_max", "y_max"}]}`` and
+``/point`` ``{"points": [{"x", "y"}]}``, fractions 0-1 of the full image, for the shapes matching
+``object`` (never noisy: these are structured answers); ``/query`` answers ``{"answer": ...}`` by
+the usual intent rules and ``/caption`` ``{"caption": ...}``. With ``"stream": true`` query and
+caption send SSE events ``data: {"chunk": "..."}`` then ``data: {"completed": true}`` (vlgate's
+reading of moondream-python's ``_stream_response``). Requests carry no model name unless the
+body has the optional ``model``: they are recorded, scripted and rate-limited as ``"moondream"``
+(``emu.script("moondream", ["429", "ok"])``). Errors are ``{"error": message, "status": code}``
+(undocumented by Moondream; an assumption).
 
 Auth failures answer as the services do: OpenAI 401 ``invalid_api_key``; Anthropic 401
 ``authentication_error``; Gemini 400 ``INVALID_ARGUMENT`` "API key not valid" for a wrong key
-and 403 ``PERMISSION_DENIED`` for a missing one. ``api_key=None`` accepts any key.
+and 403 ``PERMISSION_DENIED`` for a missing one; Moondream 401 for a missing or wrong key.
+``api_key=None`` accepts any key.
 
 Faults: ``emu.script(model, [...])``, the request header ``x-emulator-fault: <outcome>``, or
 ``emu.set_faults(rate, kinds, seed)``; syntax in :mod:`vlgate.testing.faults`.
@@ -59,6 +73,7 @@ from .records import Protocol, RecordedRequest
 from .rules import check_images
 from .vision import Sight, analyze
 from .wire import (
+    MOONDREAM_SKILLS,
     Parsed,
     WireError,
     chunks_of,
@@ -67,6 +82,7 @@ from .wire import (
     now_s,
     parse_anthropic,
     parse_gemini,
+    parse_moondream,
     parse_ollama_native,
     parse_openai,
 )
@@ -252,6 +268,12 @@ class Emulator:
         return self.url + "/v1beta"
 
     @property
+    def moondream_base(self) -> str:
+        """Base of Moondream's skill API (``.../moondream/v1``), like ``https://api.moondream.ai/v1``
+        or a Moondream Station's ``http://localhost:2020/v1``."""
+        return self.url + "/moondream/v1"
+
+    @property
     def requests(self) -> list[RecordedRequest]:
         """A copy of the list of recorded requests, oldest first (thread-safe)."""
         with self._lock:
@@ -314,6 +336,7 @@ class Emulator:
         r.add_post("/v1/messages", self._h_anthropic)
         for prefix in ("/v1beta", "/v1", ""):
             r.add_post(prefix + "/models/{target}", self._h_gemini)
+        r.add_post("/moondream/v1/{skill}", self._h_moondream)
         r.add_get("/health", self._h_health)
 
     async def _h_health(self, request: web.Request) -> web.Response:
@@ -348,6 +371,13 @@ class Emulator:
 
     async def _h_gemini(self, request: web.Request) -> web.StreamResponse:
         return await self._handle(request, "gemini", "gemini")
+
+    async def _h_moondream(self, request: web.Request) -> web.StreamResponse:
+        skill = request.match_info.get("skill", "")
+        if skill not in MOONDREAM_SKILLS:
+            body = {"error": f"no such skill: {skill}", "status": 404}
+            return web.json_response(body, status=404)
+        return await self._handle(request, "moondream", f"moondream-{skill}")
 
     # --- the request path --------------------------------------------------------------------
 
@@ -432,6 +462,13 @@ class Emulator:
             if "anthropic-version" not in h:
                 return WireError(400, "anthropic-version: header is required")
             return None
+        if protocol == "moondream":
+            got = h.get("X-Moondream-Auth")
+            if got is None:
+                return WireError(401, "Missing X-Moondream-Auth header")
+            if got != key:
+                return WireError(401, "Invalid API key")
+            return None
         got = h.get("x-goog-api-key") or request.query.get("key")
         if got is None:
             return WireError(
@@ -496,6 +533,7 @@ class Emulator:
         if msg is not None:
             raise WireError(400, msg)
         sights = await self._look(parsed)
+        structured = variant in ("moondream-detect", "moondream-point")
         text = answer(
             Ask(
                 model=parsed.model or "",
@@ -503,7 +541,7 @@ class Emulator:
                 sights=sights,
                 schema=parsed.schema,
                 json_mode=parsed.json_mode,
-                noise=self.noise,
+                noise=self.noise and not structured,
                 seed=self.seed,
                 image_keys=[hashlib.sha1(img.data).hexdigest()[:16] for img, _ in parsed.images],
             )
@@ -555,6 +593,8 @@ class Emulator:
             return parse_ollama_native(body, generate=True)
         if variant == "anthropic":
             return parse_anthropic(body)
+        if variant.startswith("moondream-"):
+            return parse_moondream(body, variant.removeprefix("moondream-"))
         target = request.match_info.get("target", "")
         model, _, op = target.rpartition(":")
         if op not in ("generateContent", "streamGenerateContent") or not model:
@@ -731,6 +771,8 @@ def _render(
         }
     if variant == "gemini":
         return _gemini_chunk(p, content, "MAX_TOKENS" if finish == "length" else "STOP", usage)
+    if variant.startswith("moondream-"):
+        return _moondream_body(variant.removeprefix("moondream-"), content)
     msg = {"role": "assistant", "content": content or ""}
     base: dict[str, Any] = {"model": model, "created_at": _iso_now()}
     if variant == "ollama-generate":
@@ -739,6 +781,23 @@ def _render(
         base["message"] = msg
     base.update(_ollama_done(finish, usage))
     return base
+
+
+def _moondream_body(skill: str, content: str | None) -> dict[str, Any]:
+    # Shapes from moondream.ai docs (skills/detect, point, query, caption): the skill's key plus
+    # a request_id.
+    out: dict[str, Any] = {
+        "request_id": f"{time.strftime('%Y-%m-%d')}_{skill}_{uuid.uuid4().hex[:6]}"
+    }
+    if skill in ("detect", "point"):
+        key = "objects" if skill == "detect" else "points"
+        if content:
+            out[key] = json.loads(content).get(key, [])
+        else:
+            out[key] = None if content is None else []
+        return out
+    out["answer" if skill == "query" else "caption"] = content
+    return out
 
 
 def _openai_usage(pt: int, ct: int) -> dict[str, Any]:
@@ -918,6 +977,10 @@ def _stream_events(
             )
         )
         out.append(_sse({"type": "message_stop"}, "message_stop"))
+        return out
+    if variant.startswith("moondream-"):
+        out.extend(_sse({"chunk": piece}) for piece in pieces)
+        out.append(_sse({"completed": True}))
         return out
     if variant == "gemini":
         fin = "MAX_TOKENS" if finish == "length" else "STOP"

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 __all__ = ["Protocol", "RecordedImage", "RecordedRequest", "Source"]
 
-Protocol = Literal["openai", "anthropic", "gemini", "ollama"]
+Protocol = Literal["openai", "anthropic", "gemini", "ollama", "moondream"]
 Source = Literal["data-uri", "base64", "url"]
 
 
@@ -55,11 +55,12 @@ class RecordedRequest:
     """One HTTP request as the emulator received and answered it.
 
     Attributes:
-        protocol: ``"openai"``, ``"anthropic"``, ``"gemini"`` or ``"ollama"``.
+        protocol: ``"openai"``, ``"anthropic"``, ``"gemini"``, ``"ollama"`` or ``"moondream"``.
         method, path, query: the HTTP request line (``query`` as a dict of first values).
         headers: lower-case header names to values (the real key is included: it is a test key).
         body: the parsed JSON body (``None`` if it was not JSON).
-        model: the model named by the request (Gemini: from the path).
+        model: the model named by the request (Gemini: from the path; Moondream: the body's
+            optional ``model``, else ``"moondream"``).
         stream: whether a streamed answer was asked for.
         images: the images found, in request order.
         status: the HTTP status answered; ``None`` while in flight; ``0`` for an injected reset.

@@ -74,6 +74,11 @@ RULES: dict[str, ImageRules] = {
     "ollama": ImageRules(
         service="ollama", formats=frozenset({"image/jpeg", "image/png", "image/webp"})
     ),
+    # Moondream (api.moondream.ai /v1 skills): one image per call as a base64 data URI; its
+    # clients always send JPEG (moondream-python cloud_vl.py encode_image). PNG is accepted too.
+    "moondream": ImageRules(
+        service="moondream", max_images=1, formats=frozenset({"image/jpeg", "image/png"})
+    ),
 }
 
 _QWEN = re.compile(r"qwen")
@@ -153,6 +158,8 @@ def _check_one(
             return "Unable to process input image. Please retry or report in https://developers.generativeai.google/guide/troubleshooting"
         if svc == "ollama":
             return "image: unknown format"
+        if svc == "moondream":
+            return "image_url: could not decode the image (JPEG or PNG expected)"
         return (
             "You uploaded an unsupported image. Please make sure your image is below 20 MB in "
             "size and is of one the following formats: ['png', 'jpeg', 'gif', 'webp']."

@@ -1,4 +1,5 @@
-"""Per-protocol request parsing and response rendering (OpenAI, Anthropic, Gemini, Ollama).
+"""Per-protocol request parsing and response rendering (OpenAI, Anthropic, Gemini, Ollama,
+Moondream).
 
 Parsing turns a request body into a provider-neutral :class:`Parsed`; a protocol mistake raises
 :class:`WireError` carrying the status and the provider's wording. Rendering builds the exact
@@ -24,6 +25,7 @@ __all__ = [
     "error_body",
     "parse_anthropic",
     "parse_gemini",
+    "parse_moondream",
     "parse_ollama_native",
     "parse_openai",
 ]
@@ -427,6 +429,77 @@ def parse_ollama_native(body: Any, *, generate: bool = False) -> Parsed:
     return p
 
 
+# --- Moondream skills (/v1/caption, /query, /detect, /point) -------------------------------------
+
+MOONDREAM_MODEL = "moondream"
+"""The model name Moondream requests are recorded, scripted and rate-limited under when the body
+names none (the ``model`` field is optional in the skill APIs)."""
+
+MOONDREAM_SKILLS = ("caption", "query", "detect", "point")
+
+# Moondream's sampling ``settings`` (moondream-python types.py SamplingSettings).
+_MOONDREAM_SETTINGS = frozenset({"temperature", "top_p", "max_tokens", "max_objects"})
+
+
+def parse_moondream(body: Any, skill: str) -> Parsed:
+    """Parse a Moondream skill body: ``image_url`` (a base64 data URI) plus ``question``
+    (query), ``object`` (detect/point) or ``length`` (caption); optional ``stream`` (query and
+    caption only), ``settings`` and ``model``.
+
+    The text the emulated model sees is the question for ``/query``, ``"describe the image"``
+    for ``/caption`` and ``"/detect <object>"`` / ``"/point <object>"`` for the grounding skills
+    (the answer rules know those words).
+    """
+    if not isinstance(body, dict):
+        raise WireError(400, "request body must be a JSON object")
+    model = body.get("model")
+    p = Parsed(model=str(model) if model else MOONDREAM_MODEL)
+    if skill in ("query", "caption"):
+        p.stream = body.get("stream", False) is True
+    if skill == "query":
+        question = body.get("question")
+        if not isinstance(question, str) or not question.strip():
+            raise WireError(422, "question: field required (a non-empty string)")
+        p.texts.append(question)
+    elif skill == "caption":
+        length = body.get("length", "normal")
+        if length not in ("short", "normal", "long"):
+            raise WireError(422, "length: must be one of 'short', 'normal', 'long'")
+        p.texts.append("describe the image")
+    else:
+        target = body.get("object")
+        if not isinstance(target, str) or not target.strip():
+            raise WireError(422, "object: field required (a non-empty string)")
+        p.texts.append(f"/{skill} {target}")
+    settings = body.get("settings")
+    if settings is not None:
+        if not isinstance(settings, dict):
+            raise WireError(422, "settings: must be an object")
+        unknown = sorted(set(settings) - _MOONDREAM_SETTINGS)
+        if unknown:
+            raise WireError(422, f"settings: unknown field(s) {', '.join(unknown)}")
+        mt = settings.get("max_tokens")
+        if skill in ("query", "caption") and isinstance(mt, int) and mt > 0:
+            p.max_tokens = mt
+    url = body.get("image_url")
+    if url is None:
+        if skill != "query":
+            raise WireError(422, "image_url: field required")
+        return p
+    if not isinstance(url, str):
+        raise WireError(422, "image_url: must be a string")
+    parts = parse_data_uri(url)
+    if parts is None or not parts[1]:
+        raise WireError(400, "image_url must be a base64 data URI (data:image/jpeg;base64,...)")
+    try:
+        data = b64decode_strict(parts[2])
+    except ValueError:
+        raise WireError(400, "image_url: invalid base64 data") from None
+    p.images.append((_image(data, parts[0], "data-uri"), "image_url"))
+    p.details.append(None)
+    return p
+
+
 # --- rendering -----------------------------------------------------------------------------------
 
 
@@ -476,6 +549,9 @@ def error_body(
         }
     if protocol == "ollama" and native_ollama:
         return {"error": message}
+    if protocol == "moondream":
+        # Not documented by Moondream; a flat ``{"error": ...}`` is vlgate's assumption.
+        return {"error": message, "status": status}
     types = {
         400: "invalid_request_error",
         401: "invalid_request_error",

@@ -1,0 +1,338 @@
+"""Moondream's own REST skills: ``/query``, ``/detect`` and ``/point`` (cloud or Moondream Station).
+
+``vlgate.create("moondream/moondream-3", api_key=...)`` talks to ``https://api.moondream.ai/v1``;
+``api_base="http://localhost:2020/v1"`` reaches a local Moondream Station. Each call is one JSON
+POST with the image as a base64 data URI in ``image_url`` and the key in ``X-Moondream-Auth``
+(moondream.ai docs quickstart; m87-labs/moondream-python ``cloud_vl.py``):
+
+* ``detect`` / ``point`` requests (``ChatRequest.task``) go to ``/detect`` / ``/point`` with
+  ``object`` = the target. The answer text is ``{"objects": [...]}`` / ``{"points": [...]}``
+  exactly as sent, fractions 0-1 of the full image, which the ``moondream`` grounding
+  convention turns into pixels.
+* everything else goes to ``/query`` with the request's text as ``question``; Moondream takes
+  one image per call.
+* sampling parameters travel in ``settings`` (temperature, top_p, max_tokens, max_objects);
+  others are dropped and reported in ``answer.dropped_params``.
+* ``model``: the default name (``moondream-3``) means "whatever the endpoint serves" and is not
+  sent; any other name (``moondream/moondream3-preview``) is sent as the body's optional
+  ``model`` field, as moondream-python does.
+
+Streaming (``"stream": true`` on ``/query``): server-sent events ``data: {"chunk": "..."}`` and
+a final ``data: {"completed": true}`` — vlgate's reading of moondream-python's
+``_stream_response`` (the docs' streaming page shows ``curl -N`` output without naming the
+fields). ``{"text": ...}`` deltas are accepted too. A stream that ends without ``completed`` is a
+:class:`~vlgate.ConnectionError`, never a silently truncated answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from .. import errors
+from .base import ChatRequest, Completion, Provider, Usage, split_params
+
+if TYPE_CHECKING:
+    from ..config import ModelConfig
+    from ..registry import Route
+
+__all__ = ["MoondreamProvider"]
+
+# Caller parameter -> key in Moondream's ``settings`` (moondream-python types.py SamplingSettings).
+_SETTINGS: dict[str, str] = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "max_tokens": "max_tokens",
+    "max_completion_tokens": "max_tokens",
+    "max_new_tokens": "max_tokens",
+    "max_objects": "max_objects",
+}
+_SUPPORTED = frozenset(_SETTINGS)
+
+# Grounding task -> (endpoint, key of the answer list).
+_SKILLS: dict[str, tuple[str, str]] = {
+    "detect": ("detect", "objects"),
+    "point": ("point", "points"),
+}
+
+_AUTH_HEADER = "X-Moondream-Auth"
+
+
+class MoondreamProvider(Provider):
+    """Moondream cloud or Moondream Station through its skill endpoints."""
+
+    native_grounding = True
+
+    def __init__(
+        self, route: Route, config: ModelConfig, api_key: str | None, api_base: str | None
+    ) -> None:
+        super().__init__(route, config, api_key, api_base)
+        base = api_base or route.provider.base_url or ""
+        self._base = base.rstrip("/")
+        default = route.provider.default_model
+        self._model_field = route.model if route.model != default else None
+        self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    def _client(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            for old in [lp for lp in self._clients if lp.is_closed()]:
+                del self._clients[old]
+            client = httpx.AsyncClient(timeout=self.config.timeout)
+            self._clients[loop] = client
+        return client
+
+    def _headers(self, request: ChatRequest) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", **(self.config.extra_headers or {})}
+        headers.update(request.extra_headers)
+        if self._api_key:
+            headers[_AUTH_HEADER] = self._api_key
+        return headers
+
+    def _where(self) -> dict[str, Any]:
+        return {"provider": self.route.provider.name, "model": self.route.model}
+
+    def _clean(self, text: str) -> str:
+        return errors.redact(text, self._api_key)
+
+    def _body(
+        self, request: ChatRequest
+    ) -> tuple[str, str | None, dict[str, Any], tuple[str, ...]]:
+        """(endpoint, answer key or None for /query, JSON body, dropped parameter names)."""
+        images = request.images
+        if len(images) > 1:
+            raise errors.ConfigError(
+                f"Moondream takes one image per call, got {len(images)}; use query_batch for "
+                "one answer per image"
+            )
+        params, dropped = split_params(request.params, _SUPPORTED, self.route.provider.name)
+        body: dict[str, Any] = {}
+        if images:
+            body["image_url"] = images[0].data_uri
+        if request.task is not None:
+            if request.task not in _SKILLS:
+                raise errors.ConfigError(f"Moondream has no {request.task!r} skill")
+            if not request.target or not request.target.strip():
+                raise errors.ConfigError(f"{request.task} needs a non-empty target")
+            if not images:
+                raise errors.ConfigError(f"{request.task} needs an image")
+            endpoint, key = _SKILLS[request.task]
+            body["object"] = request.target
+        else:
+            endpoint, key = "query", None
+            body["question"] = _question(request)
+            body["stream"] = False
+        settings = {_SETTINGS[k]: v for k, v in params.items()}
+        if settings:
+            body["settings"] = settings
+        if self._model_field is not None:
+            body["model"] = self._model_field
+        return endpoint, key, body, dropped
+
+    def _status_error(self, status: int, headers: httpx.Headers, raw: bytes) -> errors.VlgateError:
+        message, body = _error_message(raw, status)
+        kwargs: dict[str, Any] = dict(self._where(), status=status, body=self._clean_body(body))
+        message = self._clean(message)
+        if status in (401, 403):
+            return errors.AuthError(message, **kwargs)
+        if status == 429:
+            return errors.RateLimitError(message, retry_after=_retry_after(headers), **kwargs)
+        if status == 408:
+            return errors.TimeoutError(message, **kwargs)
+        return errors.ProviderError(message, **kwargs)
+
+    def _clean_body(self, body: Any) -> Any:
+        if body is None:
+            return None
+        try:
+            return json.loads(self._clean(json.dumps(body)))
+        except (TypeError, ValueError):
+            return self._clean(str(body))
+
+    def _transport_error(self, exc: httpx.HTTPError, during: str) -> errors.VlgateError:
+        if isinstance(exc, httpx.TimeoutException):
+            return errors.TimeoutError(
+                self._clean(f"no answer within the timeout ({during}: {type(exc).__name__})"),
+                **self._where(),
+            )
+        return errors.ConnectionError(
+            self._clean(f"{during} failed: {type(exc).__name__}: {exc}"), **self._where()
+        )
+
+    # --- the Provider interface ---------------------------------------------------------------
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        endpoint, key, body, dropped = self._body(request)
+        url = f"{self._base}/{endpoint}"
+        try:
+            resp = await self._client().post(
+                url, json=body, headers=self._headers(request), timeout=request.timeout
+            )
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, "the request") from None
+        if resp.status_code >= 400:
+            raise self._status_error(resp.status_code, resp.headers, resp.content)
+        try:
+            data = resp.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            err = errors.ProviderError(
+                "malformed response body (not a JSON object)",
+                status=resp.status_code,
+                **self._where(),
+            )
+            err.retryable = True
+            raise err
+        usage = Usage(requests=1)
+        if key is not None:
+            found = data.get(key)
+            if not isinstance(found, list):
+                raise errors.ResponseError(
+                    f"Moondream's /{endpoint} answer has no {key!r} list", raw=resp.text
+                )
+            # The answer keeps Moondream's own shape: the moondream convention parses it.
+            text = json.dumps({key: found})
+        else:
+            answer = data.get("answer")
+            if not isinstance(answer, str) or not answer:
+                err2 = errors.ResponseError("the model returned an empty answer", raw=resp.text)
+                err2.retryable = True  # type: ignore[attr-defined]
+                raise err2
+            text = answer
+        return Completion(
+            text=text,
+            usage=usage,
+            model=data.get("model") if isinstance(data.get("model"), str) else self.route.model,
+            finish_reason="stop",
+            dropped_params=dropped,
+        )
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
+        if request.task is not None:
+            # Detect/point answers are one JSON object; there is nothing to stream.
+            completion = await self.complete(request)
+            yield completion.text
+            return
+        endpoint, _, body, _ = self._body(request)
+        body["stream"] = True
+        url = f"{self._base}/{endpoint}"
+        completed = False
+        try:
+            async with self._client().stream(
+                "POST", url, json=body, headers=self._headers(request), timeout=request.timeout
+            ) as resp:
+                if resp.status_code >= 400:
+                    raw = await resp.aread()
+                    raise self._status_error(resp.status_code, resp.headers, raw)
+                if resp.headers.get("content-type", "").startswith("application/json"):
+                    # A server that ignores "stream": one JSON answer.
+                    data = json.loads(await resp.aread())
+                    answer = data.get("answer") if isinstance(data, dict) else None
+                    if isinstance(answer, str) and answer:
+                        yield answer
+                    return
+                async for line in resp.aiter_lines():
+                    event = _sse_data(line)
+                    if event is None:
+                        continue
+                    if "error" in event:
+                        msg, _ = _error_message(json.dumps(event).encode(), None)
+                        err = errors.ProviderError(self._clean(msg), **self._where())
+                        err.retryable = True
+                        raise err
+                    delta = event.get("chunk", event.get("text"))
+                    if isinstance(delta, str) and delta:
+                        yield delta
+                    if event.get("completed"):
+                        completed = True
+                        break
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, "the stream") from None
+        except ValueError as exc:
+            raise errors.ProviderError(
+                self._clean(f"malformed stream event: {exc}"), **self._where()
+            ) from None
+        if not completed:
+            raise errors.ConnectionError(
+                "the stream ended before the answer was complete (no 'completed' event)",
+                **self._where(),
+            )
+
+    async def aclose(self) -> None:
+        loop = asyncio.get_running_loop()
+        client = self._clients.pop(loop, None)
+        if client is not None:
+            await client.aclose()
+
+
+def _question(request: ChatRequest) -> str:
+    """The request's text as one question: the first turn's text, later turns labelled by role
+    (Moondream's skill API is single-turn; vlgate's JSON repair adds two turns)."""
+    parts: list[str] = []
+    for i, msg in enumerate(request.messages):
+        text = "\n".join(p for p in msg.parts if isinstance(p, str)).strip()
+        if not text:
+            continue
+        parts.append(text if i == 0 else f"{msg.role.capitalize()}: {text}")
+    question = "\n\n".join(parts)
+    if not question:
+        raise errors.ConfigError("Moondream's /query needs a question")
+    return question
+
+
+def _sse_data(line: str) -> dict[str, Any] | None:
+    if not line.startswith("data:"):
+        return None
+    payload = line[5:].strip()
+    if not payload or payload == "[DONE]":
+        return None
+    event = json.loads(payload)
+    return event if isinstance(event, dict) else None
+
+
+def _error_message(raw: bytes, status: int | None) -> tuple[str, Any]:
+    """A readable message from an error body: ``{"error": "..."}``, ``{"error": {"message":
+    ...}}``, FastAPI's ``{"detail": ...}``, or the raw text."""
+    text = raw.decode("utf-8", "replace").strip()
+    try:
+        body: Any = json.loads(text) if text else None
+    except ValueError:
+        body = None
+    message: Any = None
+    if isinstance(body, dict):
+        message = body.get("error", body.get("detail", body.get("message")))
+        if isinstance(message, dict):
+            message = message.get("message", message.get("detail", json.dumps(message)))
+        elif isinstance(message, list):
+            message = json.dumps(message)
+    if not message:
+        message = text[:500] or (f"HTTP {status}" if status is not None else "error")
+    return str(message), body if body is not None else (text[:2000] or None)
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds from ``Retry-After`` (seconds or an HTTP date) or ``retry-after-ms``."""
+    ms = headers.get("retry-after-ms")
+    try:
+        if ms is not None:
+            return max(0.0, float(ms) / 1000.0)
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(value)
+            return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
