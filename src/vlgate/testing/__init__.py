@@ -9,8 +9,10 @@ Public API::
         emu.url            # http://127.0.0.1:PORT
         emu.openai_base    # emu.url + "/v1"         (OpenAI, vLLM, DashScope-style)
         emu.ollama_base    # emu.url + "/ollama/v1"  (Ollama's OpenAI-compatible API)
+        emu.moondream_base # emu.url + "/moondream/v1" (Moondream's caption/query/detect/point)
         emu.requests       # list[RecordedRequest], a thread-safe copy
         emu.script("gpt-4o", ["429", "500", "ok"])
+        emu.script("moondream", ["429", "ok"])   # Moondream calls name no model
         emu.set_faults(rate=0.3, kinds=["429", "503"], seed=1)
         emu.rate_limit("gpt-4o", rpm=60)
         emu.latency = 0.2
