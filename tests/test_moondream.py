@@ -377,3 +377,64 @@ async def test_provider_refuses_two_images_itself(emulator: Emulator) -> None:
     assert (await provider.complete(one)).text
     await provider.aclose()
     assert len(emulator.requests) == 1
+
+
+# --- the emulator's Moondream API, raw ----------------------------------------------------------
+
+
+def test_emulator_moondream_wire_shapes(emulator: Emulator) -> None:
+    import httpx
+
+    scene, label = scene_with_unique_label(31, (400, 300))
+    uri = scene.to_data_uri()
+    base, auth = emulator.moondream_base, {"X-Moondream-Auth": KEY}
+    with httpx.Client() as http:
+        cap = http.post(f"{base}/caption", json={"image_url": uri, "length": "short"}, headers=auth)
+        det = http.post(f"{base}/detect", json={"image_url": uri, "object": label}, headers=auth)
+        no_key = http.post(f"{base}/query", json={"image_url": uri, "question": "hi"})
+        wrong = http.post(
+            f"{base}/query",
+            json={"image_url": uri, "question": "hi"},
+            headers={"X-Moondream-Auth": "nope"},
+        )
+        no_obj = http.post(f"{base}/point", json={"image_url": uri}, headers=auth)
+        gif = "data:image/gif;base64,R0lGODlhAQABAIAAAP///wAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw=="
+        bad_img = http.post(
+            f"{base}/query", json={"image_url": gif, "question": "hi"}, headers=auth
+        )
+        unknown = http.post(f"{base}/segment", json={}, headers=auth)
+        streamed = http.post(
+            f"{base}/caption", json={"image_url": uri, "stream": True}, headers=auth
+        )
+    assert cap.status_code == 200 and cap.json()["caption"].startswith("A 400x300 image")
+    assert set(cap.json()) == {"request_id", "caption"}
+    [obj] = det.json()["objects"]
+    assert set(obj) == {"x_min", "y_min", "x_max", "y_max"}
+    [truth] = [s for s in scene.shapes if s.label == label]
+    assert obj["x_min"] == pytest.approx(truth.box[0] / 400, abs=0.002)
+    assert obj["y_max"] == pytest.approx(truth.box[3] / 300, abs=0.002)
+    assert no_key.status_code == 401 and "X-Moondream-Auth" in no_key.json()["error"]
+    assert wrong.status_code == 401
+    assert no_obj.status_code == 422 and "object" in no_obj.json()["error"]
+    assert bad_img.status_code == 400
+    assert unknown.status_code == 404
+    assert streamed.headers["content-type"].startswith("text/event-stream")
+    events = [ln for ln in streamed.text.splitlines() if ln.startswith("data: ")]
+    assert events[-1] == 'data: {"completed":true}'
+    assert all(e.startswith('data: {"chunk":') for e in events[:-1]) and len(events) > 2
+    recs = emulator.requests
+    assert [r.status for r in recs] == [200, 200, 401, 401, 422, 400, 200]  # 404 not recorded
+    assert recs[0].model == "moondream" and recs[0].images[0].declared_mime == "image/jpeg"
+    assert recs[5].images[0].actual_mime == "image/gif"
+
+
+def test_emulator_without_key_accepts_keyless_station_calls() -> None:
+    import httpx
+
+    with Emulator(api_key=None) as emu:
+        resp = httpx.post(
+            f"{emu.moondream_base}/query",
+            json={"image_url": make_scene(1, size=(64, 64)).to_data_uri(), "question": "hi"},
+        )
+        assert resp.status_code == 200 and resp.json()["answer"]
+        assert "x-moondream-auth" not in emu.requests[0].headers
