@@ -20,6 +20,7 @@ from collections.abc import (
     Iterator,
     Sequence,
 )
+from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel, SecretStr, ValidationError
@@ -535,23 +536,8 @@ class VlModel:
             >>> dets[0].xyxy                                 # doctest: +SKIP
             (412.0, 230.5, 468.0, 301.0)
         """
-        img = await self._load(image)
-
-        async def op(engine: _Engine) -> Detections:
-            encoded = engine.encode(img)
-            seen = planning.model_input_size(encoded, engine.route, engine.config)
-            prompt = detection_prompt(engine.convention, target, seen)
-            answer = await self._send(
-                engine, [encoded], prompt, kwargs, **_native(engine, "detect", target)
-            )
-            found = parse_detections(
-                answer, engine.convention, img.size, model_input_size=seen, default_label=target
-            )
-            if not found:
-                log.debug("no detections parsed from answer: %.200s", answer)
-            return Detections(found, image_size=img.size, answer=answer)
-
-        return await self._run(op)
+        dets = await self._ground(_DETECT, image, target, kwargs)
+        return Detections(dets.items, image_size=dets.image_size, answer=dets.answer)
 
     async def apoint(self, image: ImageInput, target: str, **kwargs: Any) -> Points:
         """Points on ``target`` in pixels of the original image.
@@ -560,21 +546,29 @@ class VlModel:
             >>> model.point("table.jpg", "the red cup")[0].xy  # doctest: +SKIP
             (233.0, 118.5)
         """
+        pts = await self._ground(_POINT, image, target, kwargs)
+        return Points(pts.items, image_size=pts.image_size, answer=pts.answer)
+
+    async def _ground(
+        self, task: _GroundingTask, image: ImageInput, target: str, kwargs: dict[str, Any]
+    ) -> _Grounded:
+        """Ask in the family's native format, parse back to pixels of the original image."""
         img = await self._load(image)
 
-        async def op(engine: _Engine) -> Points:
+        async def op(engine: _Engine) -> _Grounded:
             encoded = engine.encode(img)
             seen = planning.model_input_size(encoded, engine.route, engine.config)
-            prompt = point_prompt(engine.convention, target, seen)
-            answer = await self._send(
-                engine, [encoded], prompt, kwargs, **_native(engine, "point", target)
+            prompt = task.prompt(engine.convention, target, seen)
+            native = (
+                {"task": task.name, "target": target} if engine.provider.native_grounding else {}
             )
-            found = parse_points(
+            answer = await self._send(engine, [encoded], prompt, kwargs, **native)
+            found = task.parse(
                 answer, engine.convention, img.size, model_input_size=seen, default_label=target
             )
             if not found:
-                log.debug("no points parsed from answer: %.200s", answer)
-            return Points(found, image_size=img.size, answer=answer)
+                log.debug("no %s results parsed from answer: %.200s", task.name, answer)
+            return _Grounded(found, img.size, answer)
 
         return await self._run(op)
 
@@ -709,9 +703,24 @@ def _fallback_config(config: ModelConfig, fallback: str | dict[str, Any]) -> Mod
     )
 
 
-def _native(engine: _Engine, task: str, target: str) -> dict[str, Any]:
-    """Request options routing detect/point to a provider's own grounding call, if it has one."""
-    return {"task": task, "target": target} if engine.provider.native_grounding else {}
+@dataclass(frozen=True)
+class _GroundingTask:
+    """detect or point: the native prompt builder and the parser for one kind of grounding."""
+
+    name: str
+    prompt: Callable[..., str]
+    parse: Callable[..., list[Any]]
+
+
+_DETECT = _GroundingTask("detect", detection_prompt, parse_detections)
+_POINT = _GroundingTask("point", point_prompt, parse_points)
+
+
+@dataclass(frozen=True)
+class _Grounded:
+    items: list[Any]
+    image_size: tuple[int, int]
+    answer: Answer
 
 
 def _check_prompts(prompts: Sequence[str]) -> list[str]:

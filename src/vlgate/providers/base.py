@@ -23,6 +23,7 @@ __all__ = [
     "Message",
     "Provider",
     "Usage",
+    "response_format",
     "split_params",
     "to_openai_messages",
 ]
@@ -133,6 +134,21 @@ def to_openai_messages(request: ChatRequest) -> list[dict[str, Any]]:
                 content.append({"type": "image_url", "image_url": {"url": part.data_uri}})
         out.append({"role": msg.role, "content": content})
     return out
+
+
+def response_format(request: ChatRequest) -> dict[str, Any] | None:
+    """The OpenAI-style ``response_format`` for a request's JSON schema or JSON mode."""
+    if request.json_schema is not None:
+        return {
+            "type": "json_schema",
+            "json_schema": {
+                "name": request.json_schema.get("name", "answer"),
+                "schema": request.json_schema["schema"],
+            },
+        }
+    if request.json_mode:
+        return {"type": "json_object"}
+    return None
 
 
 class Provider(ABC):

@@ -16,7 +16,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
-from .base import ChatRequest, Completion, Provider, Usage, to_openai_messages
+from .base import ChatRequest, Completion, Provider, Usage, response_format, to_openai_messages
 
 if TYPE_CHECKING:
     from ..config import ModelConfig
@@ -91,16 +91,9 @@ class LiteLLMProvider(Provider):
             kwargs["api_key"] = self._api_key
         if self.api_base:
             kwargs["api_base"] = self.api_base
-        if request.json_schema is not None:
-            kwargs["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {
-                    "name": request.json_schema.get("name", "answer"),
-                    "schema": request.json_schema["schema"],
-                },
-            }
-        elif request.json_mode and "response_format" not in kwargs:
-            kwargs["response_format"] = {"type": "json_object"}
+        fmt = response_format(request)
+        if fmt is not None and (request.json_schema is not None or "response_format" not in kwargs):
+            kwargs["response_format"] = fmt
         headers = {**self.config.extra_headers, **request.extra_headers}
         if headers:
             kwargs["extra_headers"] = headers

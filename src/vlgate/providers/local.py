@@ -150,7 +150,7 @@ def _libs() -> SimpleNamespace:
         raise ImportError(INSTALL_HINT) from exc
 
     stopping_base: Any = transformers.StoppingCriteria
-    streamer_base: Any = transformers.TextStreamer
+    streamer_base: Any = importlib.import_module("transformers.generation.streamers").BaseStreamer
 
     class Deadline(stopping_base):  # type: ignore[misc]
         """Stops generation when the caller went away or the time is up."""
@@ -167,23 +167,43 @@ def _libs() -> SimpleNamespace:
                 (input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device
             )
 
-    class CallbackStreamer(streamer_base):  # type: ignore[misc]
-        """Hands each finished piece of text to a callback (no printing)."""
+    class DeltaStreamer(streamer_base):  # type: ignore[misc]
+        """Hands the new text to a callback after every token.
+
+        transformers' ``TextStreamer`` waits for whole words (a space or a newline); a robot
+        wants every token as soon as it exists. Text ending in an incomplete UTF-8 sequence
+        (U+FFFD) waits for the next token.
+        """
 
         def __init__(self, tokenizer: Any, callback: Callable[[str], None]) -> None:
-            super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
+            self.tokenizer = tokenizer
             self.callback = callback
+            self.ids: list[int] = []
+            self.sent = 0
+            self.prompt_seen = False
 
-        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
-            if text:
-                self.callback(text)
+        def put(self, value: Any) -> None:
+            if not self.prompt_seen:  # generate() first pushes the prompt
+                self.prompt_seen = True
+                return
+            self.ids.extend(int(i) for i in value.reshape(-1).tolist())
+            self._emit(final=False)
+
+        def end(self) -> None:
+            self._emit(final=True)
+
+        def _emit(self, *, final: bool) -> None:
+            text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+            if (final or not text.endswith("\ufffd")) and len(text) > self.sent:
+                self.callback(text[self.sent :])
+                self.sent = len(text)
 
     major, minor = (int(p) for p in transformers.__version__.split(".")[:2])
     return SimpleNamespace(
         torch=torch,
         transformers=transformers,
         Deadline=Deadline,
-        CallbackStreamer=CallbackStreamer,
+        DeltaStreamer=DeltaStreamer,
         # ``torch_dtype=`` was renamed ``dtype=`` in transformers 4.56.
         dtype_kwarg="dtype" if (major, minor) >= (4, 56) else "torch_dtype",
     )
@@ -327,9 +347,10 @@ class LocalProvider(Provider):
         started = time.perf_counter()
         try:
             processor = tf.AutoProcessor.from_pretrained(source, **common, **opts.processor_kwargs)
-        except (OSError, ValueError, KeyError) as exc:
+        except Exception as exc:  # from_pretrained fails in many ways on a bad checkpoint
             raise errors.ConfigError(
-                f"could not load the processor of local model {self.model_id!r}: {exc}"
+                f"could not load the processor of local model {self.model_id!r}: "
+                f"{type(exc).__name__}: {exc}{_missing_torchvision(exc)}"
             ) from None
         tokenizer = getattr(processor, "tokenizer", processor)
         if not (
@@ -350,7 +371,7 @@ class LocalProvider(Provider):
         try:
             if opts.device_map is None:
                 model = model.to(device)
-        except (RuntimeError, AssertionError) as exc:
+        except (RuntimeError, AssertionError, ValueError) as exc:
             raise errors.ConfigError(
                 f"could not move local model {self.model_id!r} to {device!r}: {exc}"
             ) from None
@@ -371,7 +392,7 @@ class LocalProvider(Provider):
         )
 
     def _load_model(self, tf: Any, source: str, kwargs: dict[str, Any]) -> Any:
-        last: Exception | None = None
+        problems: list[str] = []
         for name in _AUTO_MODEL_CLASSES:
             auto = getattr(tf, name, None)
             if auto is None:
@@ -379,14 +400,14 @@ class LocalProvider(Provider):
             try:
                 return auto.from_pretrained(source, **kwargs)
             except ValueError as exc:
-                # "Unrecognized configuration class": this head does not fit; try the next one.
-                last = exc
-                continue
-            except (OSError, KeyError) as exc:
-                last = exc
+                # Usually "Unrecognized configuration class": this head does not fit, try the next.
+                problems.append(f"{name}: {exc}")
+            except Exception as exc:  # a broken checkpoint, a missing remote-code dependency...
+                problems.append(f"{name}: {type(exc).__name__}: {exc}")
                 break
         raise errors.ConfigError(
-            f"could not load local model {self.model_id!r} as an image-text-to-text model: {last}"
+            f"could not load local model {self.model_id!r} as an image-text-to-text model; "
+            + "; ".join(problems)
         ) from None
 
     # --- generation ---------------------------------------------------------------------------
@@ -461,7 +482,7 @@ class LocalProvider(Provider):
             deadline = libs.Deadline(cancel, time.monotonic() + request.timeout)
             kwargs["stopping_criteria"] = libs.transformers.StoppingCriteriaList([deadline])
             if on_text is not None:
-                kwargs["streamer"] = libs.CallbackStreamer(loaded.tokenizer, on_text)
+                kwargs["streamer"] = libs.DeltaStreamer(loaded.tokenizer, on_text)
             if seed is not None:
                 torch.manual_seed(int(seed))
             try:
@@ -560,13 +581,26 @@ class LocalProvider(Provider):
                     yield tail
             finally:
                 if not worker.done():
-                    cancel.set()
+                    pass
                     await asyncio.wait([worker])
                 if worker.done() and not worker.cancelled():
                     worker.exception()  # retrieved: a late error must not be logged as lost
 
     async def aclose(self) -> None:
         self._gates.pop(asyncio.get_running_loop(), None)
+
+
+def _missing_torchvision(exc: Exception) -> str:
+    """A hint when a processor failed for want of torchvision.
+
+    In transformers 5 the Qwen-VL processors (and others with a video processor, or Pixtral's)
+    need torchvision; without it loading fails with an unhelpful message about video processors.
+    """
+    text = str(exc).lower()
+    related = "video" in text or "torchvision" in text or isinstance(exc, ImportError)
+    if related and importlib.util.find_spec("torchvision") is None:
+        return " (this processor needs torchvision: pip install torchvision, matching your torch)"
+    return ""
 
 
 def _best_device(torch: Any) -> str:

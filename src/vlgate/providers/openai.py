@@ -14,7 +14,15 @@ import openai
 
 from .. import errors
 from ._errors import map_openai_error
-from .base import ChatRequest, Completion, Provider, Usage, split_params, to_openai_messages
+from .base import (
+    ChatRequest,
+    Completion,
+    Provider,
+    Usage,
+    response_format,
+    split_params,
+    to_openai_messages,
+)
 
 if TYPE_CHECKING:
     from ..config import ModelConfig
@@ -99,16 +107,9 @@ class OpenAICompatProvider(Provider):
             "messages": to_openai_messages(request),
             **params,
         }
-        if request.json_schema is not None:
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {
-                    "name": request.json_schema.get("name", "answer"),
-                    "schema": request.json_schema["schema"],
-                },
-            }
-        elif request.json_mode and "response_format" not in body:
-            body["response_format"] = {"type": "json_object"}
+        fmt = response_format(request)
+        if fmt is not None and (request.json_schema is not None or "response_format" not in body):
+            body["response_format"] = fmt
         if extra:
             body["extra_body"] = extra
         if request.extra_headers:
