@@ -116,7 +116,7 @@ def build_tiny_vlm(path: str | Path, *, seed: int = 0) -> Path:
             "num_hidden_layers": 1,
             "num_attention_heads": 2,
             "num_key_value_heads": 1,
-            "max_position_embeddings": 1024,
+            "max_position_embeddings": 4096,
             "bos_token_id": ids["<s>"],
             "eos_token_id": ids["</s>"],
             "pad_token_id": ids["<pad>"],

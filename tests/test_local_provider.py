@@ -10,9 +10,12 @@ grid, determinism, stop strings, and that different images change the answer.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +183,12 @@ def test_directory_without_a_model_is_a_config_error(tiny_dir: Path, tmp_path: P
 
 
 @pytest.mark.parametrize(
-    ("option", "message"), [({"dtype": "float99"}, "dtype"), ({"max_new_tokens": 0}, "positive")]
+    ("option", "message"),
+    [
+        ({"dtype": "float99"}, "dtype"),
+        ({"max_new_tokens": 0}, "positive"),
+        ({"device": "warp-drive"}, "warp-drive"),
+    ],
 )
 def test_bad_options_are_config_errors(
     tiny_dir: Path, option: dict[str, Any], message: str
@@ -209,3 +217,51 @@ def test_import_and_create_do_not_import_torch(tiny_dir: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_several_images_in_one_request(model: VlModel) -> None:
+    # Same-size images: the tiny model's LLaVA processor counts tokens from the padded batch.
+    images = [solid(RED), solid(BLUE), solid(BLACK)]
+    answer = model.query_images(images, PROMPT, max_tokens=4, temperature=0)
+    n_image = 3 * expected_image_tokens(40, 24)
+    assert answer.usage.image_tokens == n_image
+    assert answer.usage.input_tokens == n_image + len(PROMPT.encode()) + TEMPLATE_TOKENS
+    assert answer.usage.output_tokens == 4
+    all_black = model.query_images([solid(BLACK)] * 3, PROMPT, max_tokens=4, temperature=0)
+    assert all_black != answer
+
+
+def test_stream_yields_token_by_token(model: VlModel) -> None:
+    deltas = list(model.stream(solid(RED), PROMPT, max_tokens=30, temperature=0))
+    assert len(deltas) > 5  # not one chunk at the end
+    assert "".join(deltas) == ask(model, max_tokens=30)
+
+
+def test_closing_a_stream_early_stops_generation(model: VlModel) -> None:
+    # 2000 tokens take seconds on CPU; closing after the first delta must stop the worker and
+    # free the model at once (the next query waits for the model lock otherwise).
+    stream = model.stream(solid(RED), PROMPT, max_tokens=2000, temperature=0)
+    assert next(iter(stream))
+    started = time.perf_counter()
+    stream.close()  # type: ignore[attr-defined]
+    assert ask(model).usage.output_tokens == 5
+    assert time.perf_counter() - started < 1.5
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("torchvision") is not None, reason="torchvision is installed"
+)
+def test_processor_needing_torchvision_says_so(tiny_dir: Path, tmp_path: Path) -> None:
+    # Transformers 5's Qwen2-VL processor needs a torchvision video processor.
+    qwen_like = tmp_path / "qwen-like"
+    shutil.copytree(tiny_dir, qwen_like)
+    config_path = qwen_like / "processor_config.json"
+    config = json.loads(config_path.read_text())
+    config["processor_class"] = "Qwen2VLProcessor"
+    config_path.write_text(json.dumps(config))
+    with (
+        vlgate.create(f"local/{qwen_like}", max_retries=0) as m,
+        pytest.raises(ConfigError, match="needs torchvision") as err,
+    ):
+        m.query(solid(RED), PROMPT)
+    assert str(qwen_like) in str(err.value)

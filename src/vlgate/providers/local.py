@@ -581,7 +581,7 @@ class LocalProvider(Provider):
                     yield tail
             finally:
                 if not worker.done():
-                    pass
+                    cancel.set()
                     await asyncio.wait([worker])
                 if worker.done() and not worker.cancelled():
                     worker.exception()  # retrieved: a late error must not be logged as lost
