@@ -6,6 +6,8 @@ models of a family that count differently (OpenAI's patch models, gpt-4o-mini's 
 
 Every formula takes the ``(width, height)`` vlgate sends and applies the provider's own resize
 first, so it also answers "what would the full-resolution frame cost" when given the raw size.
+The Qwen formulas assume DashScope's default ~1280-token cap; a self-hosted server with a larger
+``max_pixels`` bills more for an image vlgate did not pre-resize (Qwen3-VL has no resize rule).
 Formulas and constants: coords.md Part B (OpenAI "Images and vision" guide; Anthropic vision
 docs; Gemini token docs; DashScope Model Studio vision docs).
 """
