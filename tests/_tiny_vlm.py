@@ -138,18 +138,23 @@ def build_tiny_vlm(path: str | Path, *, seed: int = 0) -> Path:
     gen.pad_token_id = ids["<pad>"]
     gen.do_sample = False
     # Random weights would end answers at a random special token; keep every answer full length
-    # so that tests can count tokens. (``force_empty_answers`` does the opposite.)
+    # so that tests can count tokens. (``force_short_answers`` does the opposite.)
     gen.suppress_tokens = sorted(ids.values())
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
 
 
-def force_empty_answers(path: str | Path) -> None:
-    """Rewrite the generation config so the model can only end its turn: empty answers."""
+def force_short_answers(path: str | Path, n_tokens: int = 0) -> None:
+    """Rewrite the generation config so every answer is ``n_tokens`` tokens then end-of-turn.
+
+    Every token but ``</s>`` is suppressed, and ``min_new_tokens`` holds ``</s>`` back for the
+    first ``n_tokens`` steps (greedy then takes token 0, byte ``!``). ``n_tokens=0``: empty answers.
+    """
     cfg_path = Path(path) / "generation_config.json"
     cfg = json.loads(cfg_path.read_text())
     vocab = json.loads((Path(path) / "config.json").read_text())["text_config"]["vocab_size"]
     eos = cfg["eos_token_id"]
     cfg["suppress_tokens"] = [i for i in range(vocab) if i != eos]
+    cfg["min_new_tokens"] = n_tokens
     cfg_path.write_text(json.dumps(cfg))

@@ -24,9 +24,12 @@ import pytest
 
 import vlgate
 from vlgate import ConfigError, ResponseError, VlModel
+from vlgate.config import ModelConfig
 from vlgate.errors import TimeoutError as VlTimeoutError
+from vlgate.providers.local import LocalProvider
+from vlgate.registry import resolve
 
-from ._tiny_vlm import build_tiny_vlm, expected_image_tokens, force_empty_answers
+from ._tiny_vlm import build_tiny_vlm, expected_image_tokens, force_short_answers
 
 PROMPT = "What is this?"
 BLACK, RED, BLUE = (0, 0, 0), (255, 0, 0), (0, 0, 255)
@@ -166,9 +169,33 @@ def test_timeout_stops_generation(model: VlModel) -> None:
 def test_empty_answer_is_a_response_error(tiny_dir: Path, tmp_path: Path) -> None:
     mute = tmp_path / "mute"
     shutil.copytree(tiny_dir, mute)
-    force_empty_answers(mute)
+    force_short_answers(mute, 0)
     with vlgate.create(f"local/{mute}", max_retries=0) as m, pytest.raises(ResponseError):
         m.query(solid(RED), PROMPT, max_tokens=5)
+
+
+@pytest.mark.filterwarnings("ignore:Unfeasible length constraints")  # the max_tokens=2 call
+def test_end_of_turn_is_a_stop_not_the_length_limit(tiny_dir: Path, tmp_path: Path) -> None:
+    terse = tmp_path / "terse"
+    shutil.copytree(tiny_dir, terse)
+    force_short_answers(terse, 3)
+    with vlgate.create(f"local/{terse}", max_retries=0) as m:
+        ended = m.query(solid(RED), PROMPT, max_tokens=4)  # 3 tokens + </s> = exactly 4
+        cut = m.query(solid(RED), PROMPT, max_tokens=2)
+    assert (ended, ended.usage.output_tokens, ended.finish_reason) == ("!!!", 4, "stop")
+    assert (cut, cut.usage.output_tokens, cut.finish_reason) == ("!!", 2, "length")
+
+
+def test_warmup_loads_once(tiny_dir: Path) -> None:
+    cfg = ModelConfig(model=f"local/{tiny_dir}")
+    provider = LocalProvider(resolve(cfg.model), cfg, None, None)
+    asyncio.run(provider.warmup())
+    assert provider.load() is provider.load()
+
+
+def test_bad_temperature_is_a_config_error(model: VlModel) -> None:
+    with pytest.raises(ConfigError, match="temperature"):
+        ask(model, temperature="hot")
 
 
 def test_missing_model_directory_is_a_config_error() -> None:

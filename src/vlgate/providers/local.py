@@ -439,6 +439,8 @@ class LocalProvider(Provider):
         if not isinstance(kwargs["max_new_tokens"], int) or kwargs["max_new_tokens"] < 1:
             raise errors.ConfigError("max_tokens must be a positive integer")
         if temperature is not None:
+            if not isinstance(temperature, int | float) or temperature < 0:
+                raise errors.ConfigError("temperature must be a number >= 0")
             if temperature > 0:
                 kwargs.update(do_sample=True, temperature=float(temperature))
             else:
@@ -474,8 +476,10 @@ class LocalProvider(Provider):
                     return_dict=True,
                     return_tensors="pt",
                 )
-            except (ValueError, TypeError, KeyError) as exc:
-                raise self._error(f"the processor could not prepare the request: {exc}") from None
+            except Exception as exc:  # template errors, image errors, processor quirks
+                raise self._error(
+                    f"the processor could not prepare the request: {type(exc).__name__}: {exc}"
+                ) from None
             inputs = _to_device(inputs, loaded.model)
             input_ids = inputs["input_ids"]
             n_in = int(input_ids.shape[1])
@@ -497,13 +501,15 @@ class LocalProvider(Provider):
                 model=self.model_id,
             )
         new = output[0, n_in:]
-        pad = getattr(loaded.model.generation_config, "pad_token_id", None)
+        gen_config = loaded.model.generation_config
+        pad = getattr(gen_config, "pad_token_id", None)
         n_out = int(new.shape[0])
         while n_out and pad is not None and int(new[n_out - 1]) == pad:
             n_out -= 1
         text = loaded.tokenizer.decode(new[:n_out], skip_special_tokens=True)
         cut = _first_stop(text, stops)
-        finish = "length" if n_out >= kwargs["max_new_tokens"] else "stop"
+        ended = n_out > 0 and int(new[n_out - 1]) in _ids(getattr(gen_config, "eos_token_id", None))
+        finish = "length" if n_out >= kwargs["max_new_tokens"] and not ended else "stop"
         if cut is not None:
             text, finish = text[:cut], "stop"
         if not text.strip():
@@ -538,6 +544,15 @@ class LocalProvider(Provider):
         if isinstance(exc, errors.VlgateError):
             return exc
         return self._error(f"local generation failed: {type(exc).__name__}: {exc}")
+
+    async def warmup(self) -> None:
+        """Load the model now rather than on the first request (loading can take minutes).
+
+        Example:
+            >>> await model._primary.provider.warmup()  # doctest: +SKIP
+        """
+        async with self._gate():
+            await asyncio.to_thread(self.load)
 
     async def complete(self, request: ChatRequest) -> Completion:
         async with self._gate():
@@ -617,6 +632,15 @@ def _dtype(torch: Any, name: str) -> Any:
     if not isinstance(value, torch.dtype):
         raise errors.ConfigError(f"unknown dtype {name!r}; use 'auto', 'bfloat16', 'float16' ...")
     return value
+
+
+def _ids(value: Any) -> frozenset[int]:
+    """Token ids from a config value that may be an int, a list of ints or ``None``."""
+    if isinstance(value, int):
+        return frozenset({value})
+    if isinstance(value, list | tuple):
+        return frozenset(int(v) for v in value if isinstance(v, int))
+    return frozenset()
 
 
 def _to_device(inputs: Any, model: Any) -> Any:
