@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,9 +24,9 @@ SECRET = "sk-cache-secret-9f8e7d6c5b4a"
 
 
 @pytest.fixture
-def emu() -> Emulator:
+def emu() -> Iterator[Emulator]:
     with Emulator(api_key=SECRET) as e:
-        yield e  # type: ignore[misc]
+        yield e
 
 
 def make(emu: Emulator, cache: object, **kw: object) -> vlgate.VlModel:
@@ -73,7 +74,7 @@ def test_anything_that_changes_the_answer_misses(
     answer = model.query(
         change.get("image", png_bytes()),  # type: ignore[arg-type]
         str(change.get("prompt", "Describe this image.")),
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
     assert not answer.cached
     assert len(emu.requests) == 2

@@ -8,7 +8,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import numpy as np
 import pytest
@@ -41,11 +41,17 @@ class Camera:
         self.live: dict[int, weakref.ref[np.ndarray]] = {}
         self.peak_live = 0
 
+    def _forget(self, key: int) -> Callable[[object], None]:
+        def forget(_ref: object) -> None:
+            self.live.pop(key, None)
+
+        return forget
+
     def __iter__(self) -> Iterator[tuple[float, np.ndarray]]:
         i = 0
         while self.n is None or i < self.n:
             arr = frame(64 + i % 400, self.height)
-            self.live[i] = weakref.ref(arr, lambda _, key=i: self.live.pop(key, None))
+            self.live[i] = weakref.ref(arr, self._forget(i))
             self.peak_live = max(self.peak_live, len(self.live))
             ts = time.time()
             self.stamps[ts] = 64 + i % 400
@@ -89,7 +95,7 @@ def test_watch_sends_the_latest_frame_at_the_rate(emulator: Emulator) -> None:
     for (ts, _), req in zip(results[:-1], emulator.requests, strict=False):
         assert req.t_received - ts < 0.2
     # The last frame is answered when the source ends.
-    assert width_in(results[-1][1]) == 64 + 59
+    assert width_in(str(results[-1][1])) == 64 + 59
 
 
 async def test_awatch_async_source_with_timestamps_and_parallel_requests(

@@ -63,7 +63,8 @@ def test_soak_2000_requests_with_30_percent_transient_faults() -> None:
     assert len({str(a) for a in answers}) == N  # no answer delivered twice
 
     faults = Counter(r.fault for r in requests if r.fault)
-    attempts = sum(a.attempts for a in answers)  # type: ignore[union-attr]
+    delivered = [a for a in answers if isinstance(a, vlgate.Answer)]
+    attempts = sum(a.attempts for a in delivered)
     ok = sum(1 for r in requests if r.status == 200)
     print(
         f"\nsoak: {N} answers in {elapsed:.1f}s ({N / elapsed:.0f}/s); {len(requests)} requests, "
@@ -74,7 +75,7 @@ def test_soak_2000_requests_with_30_percent_transient_faults() -> None:
     assert set(faults) == set(FAULTS)
     # Each request got exactly one 200 unless a slow answer lost to the client timeout.
     assert N <= ok <= N + 5
-    assert max(a.attempts for a in answers) > 1  # type: ignore[union-attr]
+    assert max(a.attempts for a in delivered) > 1
     assert model.usage.requests == N + 1  # plus the warm-up
 
 
@@ -113,7 +114,7 @@ def test_permanent_faults_in_a_batch_fail_fast_and_the_rest_are_answered(
     images = [sized_png(40 + i, 40) for i in range(5)]
     out = model.query_batch(images, "Describe this image.", return_exceptions=True)
     errors = [o for o in out if isinstance(o, vlgate.ProviderError)]
-    assert sorted(e.status for e in errors) == [400, 404]
+    assert sorted(e.status or 0 for e in errors) == [400, 404]
     assert sum(isinstance(o, vlgate.Answer) for o in out) == 3
     assert len(emulator.requests) == 5
-    assert [o.attempts for o in out] == [1, 1, 1, 1, 1]
+    assert [getattr(o, "attempts", None) for o in out] == [1, 1, 1, 1, 1]
