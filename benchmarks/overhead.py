@@ -14,6 +14,7 @@ import io
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -60,6 +61,23 @@ async def run(base: str, rounds: int, concurrent: int) -> None:
     async def sdk_call() -> None:
         await sdk.chat.completions.create(model="gpt-4o", messages=messages)  # type: ignore[arg-type]
 
+    aio: openai.AsyncOpenAI | None = None
+    try:
+        import httpx_aiohttp  # noqa: F401  (openai's aiohttp transport, optional)
+
+        aio = openai.AsyncOpenAI(
+            api_key=KEY,
+            base_url=base + "/v1",
+            max_retries=0,
+            http_client=openai.DefaultAioHttpClient(),
+        )
+    except ImportError:
+        pass
+
+    async def sdk_aio() -> None:
+        assert aio is not None
+        await aio.chat.completions.create(model="gpt-4o", messages=messages)  # type: ignore[arg-type]
+
     async def vl_image() -> None:
         await model.aquery(image, PROMPT)
 
@@ -69,6 +87,7 @@ async def run(base: str, rounds: int, concurrent: int) -> None:
     clients = {
         "raw httpx POST": raw_post,
         "openai SDK (same messages)": sdk_call,
+        **({"openai SDK, aiohttp transport": sdk_aio} if aio is not None else {}),
         "vlgate aquery(Image)": vl_image,
         "vlgate aquery(png bytes)": vl_bytes,
     }
@@ -104,7 +123,23 @@ async def run(base: str, rounds: int, concurrent: int) -> None:
     print(f"  vlgate batch     {concurrent / t_vl:7.1f} req/s   {t_vl / t_raw:5.2f}x raw time")
     await raw.aclose()
     await sdk.close()
+    if aio is not None:
+        await aio.close()
     await model.astop()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cached = vlgate.create("openai/gpt-4o", api_key=KEY, api_base=base + "/v1", cache=tmp)
+        await cached.aquery(image, PROMPT)
+        hits = []
+        for _ in range(rounds):
+            t = time.perf_counter()
+            answer = await cached.aquery(image, PROMPT)
+            hits.append(time.perf_counter() - t)
+            assert answer.cached
+        print(
+            f"cache hit, aquery(Image) end to end: median {statistics.median(hits) * 1000:.3f} ms, "
+            f"p99 {sorted(hits)[int(len(hits) * 0.99) - 1] * 1000:.3f} ms"
+        )
 
 
 def main() -> None:

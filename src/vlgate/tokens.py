@@ -18,7 +18,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any
 
 from . import sizing
@@ -176,6 +176,7 @@ MODEL_TOKEN_FORMULAS: tuple[tuple[str, str], ...] = (
 """``(regex, formula)``: models that count differently from their family, first match wins."""
 
 
+@lru_cache(maxsize=256)
 def formula_for(route: Route) -> TokenFormula | None:
     """The image-token formula for a resolved route, or ``None`` when none is known.
 
