@@ -257,6 +257,15 @@ def test_key_from_the_environment_arrives_in_the_header(
     assert KEY not in repr(model) and KEY not in repr(model.config)
 
 
+def test_station_base_from_the_environment(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MOONDREAM_BASE_URL", emulator.moondream_base + "/")
+    model = vlgate.create("moondream/moondream-3", api_key=KEY, backoff_base=0.0)
+    assert model.query(jpeg_bytes(), "hi")
+    assert [r.path for r in emulator.requests] == ["/moondream/v1/query"]
+
+
 def test_rate_limit_then_ok_is_retried(emulator: Emulator) -> None:
     emulator.script("moondream", ["429", "ok"])
     scene = make_scene(3, size=(320, 240))
