@@ -1,17 +1,22 @@
 """In-process local models: a Hugging Face transformers VLM on this machine's GPU or CPU.
 
 ``vlgate.create("local/Qwen/Qwen2.5-VL-3B-Instruct")`` or ``create("local//models/my-vlm")`` runs
-the model inside the Python process: no server, no network once the weights are on disk. torch
-and transformers are imported on the first request (never by ``import vlgate``), the model is
+the model inside the Python process: no server, no network once the weights are on disk (a
+directory is loaded with ``local_files_only``). torch and transformers are imported on the first
+request or on :meth:`LocalProvider.warmup`, never by ``import vlgate`` or ``create()``; the model is
 loaded once per provider, and generation runs in a worker thread, one at a time, so the event
 loop stays free while the GPU works.
 
-Options (``create(..., params={...})`` or ``local_options={...}``): ``device`` (``"cuda"``,
+Options go in ``params={...}`` (consumed here, never reported as dropped) or, once
+:class:`~vlgate.ModelConfig` has the field, ``local_options={...}``: ``device`` (``"cuda"``,
 ``"cuda:1"``, ``"mps"``, ``"cpu"``; default: the best available), ``dtype`` (``"auto"``,
 ``"bfloat16"``, ``"float16"``, ``"float32"``), ``device_map`` (e.g. ``"auto"``, needs
 ``accelerate``), ``trust_remote_code`` (default ``False``), ``revision``, ``attn_implementation``,
-``max_new_tokens`` (default answer length, 512) and ``processor_kwargs`` (e.g. Qwen's
-``{"max_pixels": 1003520}``).
+``max_new_tokens`` (default answer length, 512) and ``processor_kwargs``. vlgate pre-resizes
+Qwen2.5-VL images with the processor's default ``min_pixels``/``max_pixels``; other values there
+make the model see another size than vlgate assumes, and ``detect``/``point`` boxes drift.
+
+In transformers 5 the Qwen-VL processors need torchvision (their video processor does).
 """
 
 from __future__ import annotations
