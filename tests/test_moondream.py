@@ -243,8 +243,16 @@ def test_stream_error_status_is_mapped(emulator: Emulator) -> None:
 
 def test_missing_key_names_the_env_var_and_sends_nothing(emulator: Emulator) -> None:
     with pytest.raises(vlgate.ConfigError, match="MOONDREAM_API_KEY"):
-        vlgate.create("moondream/moondream-3", api_base=emulator.moondream_base)
+        vlgate.create("moondream/moondream-3")  # the hosted endpoint
     assert emulator.requests == []
+
+
+def test_keyless_call_to_a_keyed_local_server_is_an_auth_error(emulator: Emulator) -> None:
+    # On loopback vlgate lets the server decide (Moondream Station takes no key); this one does.
+    model = vlgate.create("moondream/moondream-3", api_base=emulator.moondream_base)
+    with pytest.raises(vlgate.AuthError):
+        model.query(make_scene(1, size=(200, 150)).image, "hi")
+    assert len(emulator.requests) == 1
 
 
 def test_key_from_the_environment_arrives_in_the_header(
@@ -447,3 +455,13 @@ def test_emulator_without_key_accepts_keyless_station_calls() -> None:
         )
         assert resp.status_code == 200 and resp.json()["answer"]
         assert "x-moondream-auth" not in emu.requests[0].headers
+
+
+def test_moondream_station_on_loopback_needs_no_key(emulator: Emulator) -> None:
+    emu_open = Emulator(api_key=None)
+    with emu_open:
+        model = vlgate.create("moondream/moondream-3", api_base=emu_open.moondream_base)
+        assert model.query(make_scene(2, size=(200, 150)).image, "What is this?")
+        assert "x-moondream-auth" not in emu_open.requests[0].headers
+    with pytest.raises(vlgate.ConfigError, match="MOONDREAM_API_KEY"):
+        vlgate.create("moondream/moondream-3")  # the hosted default still needs one

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Any
 
@@ -131,12 +133,26 @@ def resolve_api_key(config: ModelConfig, route: Route) -> str | None:
         }
         if config.api_base and prefix in {"openai", "hosted_vllm"}:
             needs_key = False
+    if needs_key and route.provider.keyless_on_loopback and _is_local(config.api_base):
+        needs_key = False  # e.g. Moondream Station; if it does want a key it answers 401
     if needs_key:
         names = " or ".join(envs) if envs else "api_key"
         raise ConfigError(
             f"no API key for {route.requested or route.model}: set {names} or pass api_key=..."
         )
     return None
+
+
+def _is_local(url: str | None) -> bool:
+    if not url:
+        return False
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def resolve_api_base(config: ModelConfig, route: Route) -> str | None:

@@ -91,6 +91,9 @@ class ProviderSpec:
     base_url_env: tuple[str, ...] = ()
     needs_key: bool = True
     needs_base_url: bool = False
+    keyless_on_loopback: bool = False
+    """The service also runs as a local server that takes no key (Moondream Station): no key is
+    required when ``api_base`` is a loopback address."""
     default_model: str | None = None
     native_json_schema: bool = False
     """Whether ``response_format={"type": "json_schema", ...}`` is honoured."""
@@ -275,6 +278,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
             base_url="https://api.moondream.ai/v1",
             base_url_env=("MOONDREAM_BASE_URL",),
             default_model="moondream-3",
+            keyless_on_loopback=True,
             description="Moondream cloud or Station: native caption, query, detect, point",
         ),
         ProviderSpec(
