@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
