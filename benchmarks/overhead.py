@@ -3,7 +3,7 @@
 The emulator runs in its own process (no shared GIL). Each round sends one request per client,
 interleaved, so drift on this shared machine hits all of them alike; medians are compared.
 
-    python benchmarks/overhead.py [--rounds 300] [--concurrent 400]
+    python benchmarks/overhead.py [--rounds 300] [--concurrent 400] [--latency 0.0]
 """
 
 from __future__ import annotations
@@ -146,8 +146,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--concurrent", type=int, default=400)
+    parser.add_argument("--latency", type=float, default=0.0, help="emulator latency, seconds")
     args = parser.parse_args()
-    with emulator_process(KEY) as base:
+    with emulator_process(KEY, latency=args.latency) as base:
         asyncio.run(run(base, args.rounds, args.concurrent))
 
 

@@ -119,3 +119,14 @@ def test_fallback_has_its_own_rate_limit(emulator: Emulator) -> None:
     with pytest.raises(vlgate.RateLimitError, match="client-side"):
         model.query(png_bytes(), "hi")
     assert [r.model for r in emulator.requests] == ["gpt-4o-mini", "gpt-4o", "gpt-4o-mini"]
+
+
+def test_client_side_limit_on_the_primary_falls_back_without_cooldown(emulator: Emulator) -> None:
+    model = make(emulator, rpm=1, timeout=1, cooldown_after=1)
+    assert model.query(png_bytes(), "hi").model == "gpt-4o-mini"
+    # The primary's budget is spent: the fallback answers, nothing over-limit is sent, and
+    # the primary is not put in cooldown (it did not fail).
+    assert model.query(png_bytes(), "hi").model == "gpt-4o"
+    assert model.query(png_bytes(), "hi").model == "gpt-4o"
+    assert [r.model for r in emulator.requests] == ["gpt-4o-mini", "gpt-4o", "gpt-4o"]
+    assert model._primary.cooldown_until == 0.0

@@ -60,6 +60,9 @@ class ModelConfig(BaseModel):
     extra_headers: dict[str, str] = Field(default_factory=dict)
     """Headers added to every request."""
     caption_prompt: str = "Describe this image in one or two sentences."
+    local_options: dict[str, Any] = Field(default_factory=dict)
+    """Options for ``local/`` models: ``device``, ``dtype``, ``device_map``,
+    ``trust_remote_code``, ``revision``, ``max_new_tokens``, ``processor_kwargs``."""
     fallbacks: list[str | dict[str, Any]] = Field(default_factory=list)
     """Models tried in order when this one fails transiently (rate limit, 5xx, timeout) after
     its retries: model strings, or dicts with ``model``, ``api_key``, ``api_base``."""
@@ -69,7 +72,8 @@ class ModelConfig(BaseModel):
     total_timeout: float | None = Field(default=None, gt=0)
     """Seconds allowed for a whole call, retries and fallbacks included."""
     rpm: int | None = Field(default=None, ge=1)
-    """Client-side limit: requests per minute to this model (callers wait for a slot)."""
+    """Client-side limit: requests per minute to this model (callers wait for a slot). Each
+    fallback has its own (``{"model": ..., "rpm": ...}``); it does not inherit this one."""
     tpm: int | None = Field(default=None, ge=1)
     """Client-side limit: tokens per minute (estimated before sending, corrected after)."""
     cache: bool | str | Path = False

@@ -155,7 +155,14 @@ class VlModel:
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def astart(self) -> VlModel:
-        """Nothing to open eagerly; connections open on first use. Returns self."""
+        """Prepare what can be prepared early (a local model loads its weights). Returns self.
+
+        Hosted providers open connections on first use, so this is cheap for them.
+        """
+        for engine in self._engines:
+            warmup = getattr(engine.provider, "warmup", None)
+            if warmup is not None:
+                await warmup()
         return self
 
     async def astop(self) -> None:
@@ -164,7 +171,8 @@ class VlModel:
             await engine.provider.aclose()
 
     def start(self) -> VlModel:
-        return self
+        """Sync :meth:`astart`."""
+        return run_sync(self.astart())
 
     def stop(self) -> None:
         """Close the connections held on vlgate's background loop."""
@@ -212,9 +220,12 @@ class VlModel:
                 try:
                     result = await op(engine)
                 except VlgateError as exc:
-                    if not is_retryable(exc):
+                    # A client-side rate limit is no fault of the engine: fall back, no cooldown.
+                    client_side = getattr(exc, "client_side", False)
+                    if not (is_retryable(exc) or client_side):
                         raise
-                    engine.failed(self._config)
+                    if not client_side:
+                        engine.failed(self._config)
                     last = exc
                     if engine is not ready[-1]:
                         log.debug("%s failed (%s); falling back", engine.route.requested, exc)
@@ -696,8 +707,9 @@ def _fallback_config(config: ModelConfig, fallback: str | dict[str, Any]) -> Mod
             "api_key": SecretStr(spec["api_key"]) if spec.get("api_key") else None,
             "api_base": spec.get("api_base"),
             "family": spec.get("family"),
-            "rpm": spec.get("rpm", config.rpm),
-            "tpm": spec.get("tpm", config.tpm),
+            # Rate limits belong to one route (account, provider): a fallback has its own.
+            "rpm": spec.get("rpm"),
+            "tpm": spec.get("tpm"),
             "fallbacks": [],
         }
     )

@@ -128,7 +128,8 @@ class RateLimiter:
         """Wait until one request of about ``tokens`` tokens may be sent.
 
         Raises:
-            RateLimitError: (not retryable) the wait would exceed ``timeout``; nothing is taken.
+            RateLimitError: the wait would exceed ``timeout``; nothing is taken. Not retried,
+                but marked ``client_side`` so a model with fallbacks tries the next one.
         """
         if not self.active:
             return Reservation(None, tokens)
@@ -139,6 +140,7 @@ class RateLimiter:
                 retry_after=self.reserve_delay(tokens),
             )
             err.retryable = False
+            err.client_side = True  # type: ignore[attr-defined]  # model._run falls back on it
             raise err
         if wait > 0:
             try:
