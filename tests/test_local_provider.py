@@ -204,7 +204,8 @@ def test_missing_model_directory_is_a_config_error() -> None:
 
 
 def test_directory_without_a_model_is_a_config_error(tiny_dir: Path, tmp_path: Path) -> None:
-    with vlgate.create(f"local/{tmp_path}", max_retries=0) as m, pytest.raises(ConfigError) as err:
+    # `with model:` loads the weights up front (start() warms up), so the error comes from there.
+    with pytest.raises(ConfigError) as err, vlgate.create(f"local/{tmp_path}", max_retries=0) as m:
         m.query(solid(RED), PROMPT)
     assert str(tmp_path) in str(err.value)
 
@@ -287,8 +288,17 @@ def test_processor_needing_torchvision_says_so(tiny_dir: Path, tmp_path: Path) -
     config["processor_class"] = "Qwen2VLProcessor"
     config_path.write_text(json.dumps(config))
     with (
-        vlgate.create(f"local/{qwen_like}", max_retries=0) as m,
         pytest.raises(ConfigError, match="needs torchvision") as err,
+        vlgate.create(f"local/{qwen_like}", max_retries=0) as m,
     ):
         m.query(solid(RED), PROMPT)
     assert str(qwen_like) in str(err.value)
+
+
+def test_start_loads_the_weights_before_the_first_query(tiny_dir: Path) -> None:
+    model = vlgate.create(f"local/{tiny_dir}")
+    provider = model._primary.provider
+    assert getattr(provider, "_loaded", None) is None
+    model.start()
+    assert getattr(provider, "_loaded", None) is not None
+    model.stop()

@@ -417,7 +417,11 @@ class VlModel:
         return await self._run(op)
 
     async def astream(self, image: ImageInput, prompt: str, **kwargs: Any) -> AsyncIterator[str]:
-        """Yield the answer as text deltas as they arrive (no retries once text has flowed)."""
+        """Yield the answer as text deltas as they arrive.
+
+        Opening the stream is retried like any request (429, 5xx, timeouts) until the first
+        delta arrives; once text has flowed a failure raises (a retry would repeat the text).
+        """
         img = await self._load(image)
         engine = self._primary
         timeout = kwargs.pop("timeout", None)
@@ -425,11 +429,33 @@ class VlModel:
             engine.route, engine.config, [engine.encode(img)], prompt, kwargs, timeout=timeout
         )
         estimate, _ = request_tokens(engine.route, request)
-        async with self._semaphore():
+
+        async def open_stream() -> tuple[AsyncIterator[str], str | None]:
             slot = await engine.limiter.acquire(estimate, timeout=request.timeout)
             slot.settle(estimate)
-            async for delta in engine.provider.stream(request):
-                yield delta
+            deltas = engine.provider.stream(request).__aiter__()
+            try:
+                return deltas, await deltas.__anext__()
+            except StopAsyncIteration:
+                return deltas, None
+            except BaseException:
+                await _aclose(deltas)
+                raise
+
+        async with self._semaphore():
+            (deltas, first), _ = await with_retries(
+                open_stream,
+                max_retries=self._config.max_retries,
+                backoff_base=self._config.backoff_base,
+                backoff_max=self._config.backoff_max,
+            )
+            try:
+                if first is not None:
+                    yield first
+                    async for delta in deltas:
+                        yield delta
+            finally:
+                await _aclose(deltas)
 
     # --- live frame streams -------------------------------------------------------------------
 
@@ -694,6 +720,12 @@ class _Engine:
     def succeeded(self) -> None:
         self.failures = 0
         self.cooldown_until = 0.0
+
+
+async def _aclose(iterator: AsyncIterator[Any]) -> None:
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 def _fallback_config(config: ModelConfig, fallback: str | dict[str, Any]) -> ModelConfig:

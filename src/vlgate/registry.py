@@ -213,6 +213,12 @@ SERVICES: dict[str, ServiceSpec] = {
             limits=ImageLimits(formats=frozenset({"image/jpeg", "image/png"}), max_images=1),
             source="moondream.ai/c/docs/advanced/api (one image per call, base64 data URI)",
         ),
+        ServiceSpec(
+            name="local",
+            # In-process: PNG avoids a lossy JPEG round trip before the processor sees pixels.
+            limits=ImageLimits(formats=frozenset({"image/png"})),
+            source="vlgate.providers.local (no wire)",
+        ),
         ServiceSpec(name="generic", limits=ImageLimits(), source="no stated limits"),
     ]
 }
@@ -284,7 +290,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
         ProviderSpec(
             name="local",
             target="vlgate.providers.local:LocalProvider",
-            service="generic",
+            service="local",
             needs_key=False,
             description="A Hugging Face transformers VLM run in-process (extra: local)",
         ),
