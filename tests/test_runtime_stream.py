@@ -80,17 +80,39 @@ def test_stream_error_before_text_is_mapped(emulator: Emulator) -> None:
 
 
 def test_stalled_stream_times_out(emulator: Emulator) -> None:
-    m = make(emulator, "openai/gpt-4o-mini", "openai", timeout=0.3)
-    emulator.script("gpt-4o-mini", ["hang:5"])
+    m = make(emulator, "openai/gpt-4o-mini", "openai", timeout=0.3, max_retries=1)
+    emulator.script("gpt-4o-mini", ["hang:5", "hang:5", "hang:5", "ok"])
     started = time.perf_counter()
     with pytest.raises(vlgate.TimeoutError):
         list(m.stream(png_bytes(), PROMPT))
     assert time.perf_counter() - started < 2.0
+    assert len(emulator.requests) == 2
+    # The next call: one more stall, then the stream opens on the retry.
+    assert "64x48" in "".join(m.stream(png_bytes(), PROMPT))
 
 
 def test_stream_respects_the_rate_limit(emulator: Emulator) -> None:
     m = make(emulator, "openai/gpt-4o-mini", "openai", rpm=1, timeout=1)
     assert list(m.stream(png_bytes(), PROMPT))
     with pytest.raises(vlgate.RateLimitError):
+        list(m.stream(png_bytes(), PROMPT))
+    assert len(emulator.requests) == 1
+
+
+@pytest.mark.parametrize(("model", "base", "protocol"), MODELS)
+def test_stream_open_is_retried_before_any_text(
+    emulator: Emulator, model: str, base: str, protocol: str
+) -> None:
+    m = make(emulator, model, base, max_retries=3)
+    emulator.script(model.split("/", 1)[1], ["429:0.01", "503"])
+    chunks = list(m.stream(png_bytes(), PROMPT))
+    assert "64x48" in "".join(chunks)
+    assert [r.status for r in emulator.requests] == [429, 503, 200]
+
+
+def test_stream_is_not_retried_once_text_has_flowed(emulator: Emulator) -> None:
+    m = make(emulator, "openai/gpt-4o-mini", "openai", max_retries=3)
+    emulator.script("gpt-4o-mini", ["truncate", "ok"])
+    with pytest.raises(vlgate.ConnectionError):
         list(m.stream(png_bytes(), PROMPT))
     assert len(emulator.requests) == 1
