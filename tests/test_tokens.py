@@ -55,6 +55,9 @@ def test_per_model_overrides_are_data() -> None:
     assert vlgate.estimate_tokens((512, 512), "openai/gpt-4o-mini") == 2833 + 5667
     # Patch model: a small image is ceil(w/32)*ceil(h/32) patches x 1.62.
     assert vlgate.estimate_tokens((320, 320), "openai/gpt-4.1-mini") == math.ceil(100 * 1.62)
+    # Gemini 3 bills a fixed count per image (media_resolution HIGH by default).
+    assert vlgate.estimate_tokens((4032, 3024), "gemini/gemini-3-pro-preview") == 1120
+    assert vlgate.estimate_tokens((4032, 3024), "gemini/gemini-2.5-pro") == 258 * 6 * 4
     # A huge image is capped at the 1536-patch budget.
     assert vlgate.estimate_tokens((8000, 8000), "openai/gpt-4.1-nano") <= math.ceil(1536 * 2.46)
 

@@ -101,6 +101,11 @@ _GEMINI_SMALL = 384
 _GEMINI_TILE = 768
 
 
+# Gemini 3: LOW 280 / MEDIUM 560 / HIGH 1120 (default) / ULTRA_HIGH 2240, whatever the size
+# (coords.md Part B, confidence S).
+_GEMINI3_DEFAULT = 1120
+
+
 def _gemini(width: int, height: int) -> int:
     if width <= _GEMINI_SMALL and height <= _GEMINI_SMALL:
         return _GEMINI_TILE_TOKENS
@@ -158,6 +163,11 @@ TOKEN_FORMULAS: dict[str, TokenFormula] = {
             "gemini", _gemini, "Gemini 2.x token docs: 258, or 258 per 768-px tile above 384 px"
         ),
         TokenFormula(
+            "gemini-3",
+            lambda _w, _h: _GEMINI3_DEFAULT,
+            "Gemini 3: a fixed count per image by media_resolution; HIGH (default) = 1120",
+        ),
+        TokenFormula(
             "qwen-28", partial(_qwen, factor=28), "DashScope: w*h/28^2 + 2 after smart_resize"
         ),
         TokenFormula(
@@ -172,6 +182,7 @@ MODEL_TOKEN_FORMULAS: tuple[tuple[str, str], ...] = (
     (r"gpt-4\.1-nano", "openai-patch-2.46"),
     (r"gpt-4\.1-mini|gpt-5(\.\d+)?-mini", "openai-patch-1.62"),
     (r"\bo4-mini", "openai-patch-1.72"),
+    (r"gemini-3", "gemini-3"),
 )
 """``(regex, formula)``: models that count differently from their family, first match wins."""
 
