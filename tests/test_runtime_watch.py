@@ -180,3 +180,19 @@ def test_bad_arguments_are_config_errors(emulator: Emulator, kwargs: dict[str, o
     with pytest.raises(vlgate.ConfigError):
         make(emulator).watch(**args)  # type: ignore[arg-type]
     assert emulator.requests == []
+
+
+def test_watch_can_detect_on_each_frame(emulator: Emulator) -> None:
+    frames = [frame(200, 150), frame(201, 150)]
+    out = list(make(emulator).watch(frames, "red square", hz=50, task="detect"))
+    assert out
+    for _, boxes in out:
+        assert isinstance(boxes, vlgate.Detections) and len(boxes) == 1
+        x0, y0, x1, y1 = boxes[0].xyxy
+        # The red square is drawn at pixels 10..30 of every frame.
+        assert abs(x0 - 10) <= 3 and abs(y0 - 10) <= 3 and abs(x1 - 30) <= 3 and abs(y1 - 30) <= 3
+
+
+def test_unknown_task_is_a_config_error(emulator: Emulator) -> None:
+    with pytest.raises(vlgate.ConfigError, match="task"):
+        make(emulator).watch([frame(64)], "x", task="segment")

@@ -467,6 +467,7 @@ class VlModel:
         hz: float = 1.0,
         max_in_flight: int = 1,
         return_exceptions: bool = False,
+        task: str = "query",
         **kwargs: Any,
     ) -> FrameWatch:
         """Ask about the latest frame of a live source, ``hz`` times a second at most.
@@ -477,10 +478,14 @@ class VlModel:
         frames are dropped, nothing queues, at most ``max_in_flight`` requests run at once.
         With ``return_exceptions=True`` a failed request yields ``(timestamp, error)`` instead
         of ending the stream. ``.stats`` counts frames, dropped frames and answers.
+        ``task="detect"`` or ``"point"`` yields :class:`~vlgate.Detections` / ``Points`` of the
+        target named by ``prompt`` instead of text (``"caption"`` ignores ``prompt``).
 
         Example:
             >>> async for ts, answer in model.awatch(cam(), "Door open?"):  # doctest: +SKIP
             ...     print(ts, answer)
+            >>> for ts, boxes in model.watch(cam(), "mug", task="detect"):  # doctest: +SKIP
+            ...     print(ts, [d.xyxy for d in boxes])
         """
         return FrameWatch(
             self,
@@ -489,6 +494,7 @@ class VlModel:
             hz=hz,
             max_in_flight=max_in_flight,
             return_exceptions=return_exceptions,
+            task=task,
             kwargs=kwargs,
         )
 
@@ -670,6 +676,7 @@ class VlModel:
         hz: float = 1.0,
         max_in_flight: int = 1,
         return_exceptions: bool = False,
+        task: str = "query",
         **kwargs: Any,
     ) -> SyncFrameWatch:
         """Sync :meth:`awatch`: a blocking iterator of ``(frame_timestamp, answer)``.
@@ -685,6 +692,7 @@ class VlModel:
                 hz=hz,
                 max_in_flight=max_in_flight,
                 return_exceptions=return_exceptions,
+                task=task,
                 **kwargs,
             )
         )

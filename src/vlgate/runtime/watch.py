@@ -24,13 +24,19 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from numbers import Real
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ..errors import ConfigError, VlgateError
 from .loop import iterate_sync
 
 if TYPE_CHECKING:
+    from ..grounding import Detections, Points
     from ..model import Answer, VlModel
+
+    Result: TypeAlias = Answer | Detections | Points | VlgateError
+
+# ``task=`` -> the VlModel coroutine asked about each frame (detect/point take a target).
+_TASKS = {"query": "aquery", "caption": "acaption", "detect": "adetect", "point": "apoint"}
 
 __all__ = ["FrameWatch", "SyncFrameWatch", "WatchStats"]
 
@@ -124,6 +130,7 @@ class FrameWatch:
     _max_in_flight: int
     _return_exceptions: bool
     _kwargs: dict[str, Any]
+    _task: str
 
     def __init__(
         self,
@@ -134,9 +141,12 @@ class FrameWatch:
         hz: float = 1.0,
         max_in_flight: int = 1,
         return_exceptions: bool = False,
+        task: str = "query",
         kwargs: dict[str, Any] | None = None,
     ) -> None:
-        if not isinstance(prompt, str) or not prompt.strip():
+        if task not in _TASKS:
+            raise ConfigError(f"task must be one of {', '.join(_TASKS)}, got {task!r}")
+        if task != "caption" and (not isinstance(prompt, str) or not prompt.strip()):
             raise ConfigError("prompt must be a non-empty string")
         if isinstance(hz, bool) or not isinstance(hz, Real) or not float(hz) > 0:
             raise ConfigError(f"hz must be a positive number, got {hz!r}")
@@ -153,13 +163,14 @@ class FrameWatch:
         self._max_in_flight = max_in_flight
         self._return_exceptions = return_exceptions
         self._kwargs = kwargs or {}
+        self._task = task
         self.stats = WatchStats()
-        self._gen: AsyncIterator[tuple[float, Answer | VlgateError]] | None = None
+        self._gen: AsyncIterator[tuple[float, Result]] | None = None
 
     def __aiter__(self) -> FrameWatch:
         return self
 
-    async def __anext__(self) -> tuple[float, Answer | VlgateError]:
+    async def __anext__(self) -> tuple[float, Result]:
         if self._gen is None:
             self._gen = self._run()
         return await self._gen.__anext__()
@@ -193,9 +204,15 @@ class FrameWatch:
         else:
             slot.finish()
 
+    async def _ask(self, frame: Any) -> Any:
+        method = getattr(self._model, _TASKS[self._task])
+        if self._task == "caption":
+            return await method(frame, **self._kwargs)
+        return await method(frame, self._prompt, **self._kwargs)
+
     # -- the loop -----------------------------------------------------------------------------
 
-    async def _run(self) -> AsyncIterator[tuple[float, Answer | VlgateError]]:
+    async def _run(self) -> AsyncIterator[tuple[float, Result]]:
         loop = asyncio.get_running_loop()
         stats = self.stats
         slot = _LatestSlot(loop, stats)
@@ -210,7 +227,7 @@ class FrameWatch:
                 name="vlgate-watch-frames",
                 daemon=True,
             ).start()
-        in_flight: collections.deque[tuple[float, asyncio.Task[Answer]]] = collections.deque()
+        in_flight: collections.deque[tuple[float, asyncio.Task[Any]]] = collections.deque()
         next_start = loop.time()
         try:
             while True:
@@ -238,9 +255,7 @@ class FrameWatch:
                         taken = slot.take()
                         if taken is not None:
                             ts, frame = taken
-                            task = asyncio.create_task(
-                                self._model.aquery(frame, self._prompt, **self._kwargs)
-                            )
+                            task = asyncio.create_task(self._ask(frame))
                             del frame, taken
                             in_flight.append((ts, task))
                             stats.sent += 1
@@ -271,7 +286,7 @@ class SyncFrameWatch:
 
     def __init__(self, watch: FrameWatch) -> None:
         self._watch = watch
-        self._iter: Iterator[tuple[float, Answer | VlgateError]] | None = None
+        self._iter: Iterator[tuple[float, Result]] | None = None
 
     @property
     def stats(self) -> WatchStats:
@@ -280,7 +295,7 @@ class SyncFrameWatch:
     def __iter__(self) -> SyncFrameWatch:
         return self
 
-    def __next__(self) -> tuple[float, Answer | VlgateError]:
+    def __next__(self) -> tuple[float, Result]:
         if self._iter is None:
             self._iter = iterate_sync(self._watch)
         return next(self._iter)
