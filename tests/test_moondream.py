@@ -234,8 +234,15 @@ def test_truncated_stream_is_an_error_not_a_short_answer(emulator: Emulator) -> 
 def test_stream_error_status_is_mapped(emulator: Emulator) -> None:
     emulator.script("moondream", ["429:0.5"])
     with pytest.raises(vlgate.RateLimitError) as info:
-        list(make(emulator).stream(jpeg_bytes(), "describe"))
+        list(make(emulator, max_retries=0).stream(jpeg_bytes(), "describe"))
     assert info.value.retry_after == pytest.approx(0.5)
+
+
+def test_stream_open_is_retried_before_any_text(emulator: Emulator) -> None:
+    emulator.script("moondream", ["429:0.01", "ok"])
+    text = "".join(make(emulator).stream(jpeg_bytes(), "describe"))
+    assert text
+    assert [r.status for r in emulator.requests] == [429, 200]
 
 
 # --- keys and errors ---------------------------------------------------------------------------
