@@ -73,6 +73,7 @@ def _jpeg() -> Any:
             _simplejpeg = None
     return _simplejpeg
 
+
 __all__ = [
     "MAX_PIXELS",
     "SENDABLE_MIME",

@@ -43,7 +43,7 @@ from .providers import Completion, Message, Provider, Usage, provider_class
 from .registry import Route, resolve
 from .runtime.cache import open_cache, request_key
 from .runtime.limiter import RateLimiter
-from .runtime.loop import iterate_sync, run_sync
+from .runtime.loop import close_at_exit, iterate_sync, run_sync
 from .runtime.retry import is_retryable, with_retries
 from .runtime.watch import FrameWatch, SyncFrameWatch
 from .tokens import cost_of, request_tokens
@@ -120,6 +120,8 @@ class VlModel:
             _Engine(_fallback_config(config, fb)) for fb in config.fallbacks
         ]
         self._primary = self._engines[0]
+        for engine in self._engines:
+            close_at_exit(engine.provider)
         self._semaphores: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
         self._usage = Usage()
         self._usage_lock = threading.Lock()

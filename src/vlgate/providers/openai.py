@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import openai
+from openai import AsyncStream
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from .. import errors
 from ._errors import map_openai_error
@@ -95,13 +97,16 @@ class OpenAICompatProvider(Provider):
                 max_retries=0,
                 timeout=self.config.timeout,
                 default_headers=self.config.extra_headers or None,
+                # httpx's own async pool queues badly past a few dozen concurrent requests;
+                # the aiohttp transport keeps a 64-image batch ~3x faster (benchmarks/vs_litellm).
+                http_client=openai.DefaultAioHttpClient(timeout=self.config.timeout),
             )
             self._clients[loop] = client
         return client
 
     def _body(self, request: ChatRequest) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """The JSON body as sent: OpenAI parameters plus the server's own ones, top level."""
         params, dropped = split_params(request.params, self._supported, self.route.provider.name)
-        extra = {k: params.pop(k) for k in list(params) if k in self._extra_body_params}
         body: dict[str, Any] = {
             "model": request.model,
             "messages": to_openai_messages(request),
@@ -110,12 +115,31 @@ class OpenAICompatProvider(Provider):
         fmt = response_format(request)
         if fmt is not None and (request.json_schema is not None or "response_format" not in body):
             body["response_format"] = fmt
-        if extra:
-            body["extra_body"] = extra
-        if request.extra_headers:
-            body["extra_headers"] = request.extra_headers
-        body["timeout"] = request.timeout
         return body, dropped
+
+    def _options(self, request: ChatRequest) -> Any:
+        options: dict[str, Any] = {"timeout": request.timeout}
+        if request.extra_headers:
+            options["headers"] = request.extra_headers
+        return options
+
+    async def _post(self, request: ChatRequest, body: dict[str, Any], stream: bool) -> Any:
+        # ``client.post`` sends the body as built: ``chat.completions.create`` would first walk
+        # every message (base64 images included) through the SDK's TypedDict transform, which
+        # costs more than the rest of vlgate's client path.
+        client = self._client()
+        if stream:
+            return await client.post(
+                "/chat/completions",
+                body=body,
+                cast_to=ChatCompletion,
+                options=self._options(request),
+                stream=True,
+                stream_cls=AsyncStream[ChatCompletionChunk],
+            )
+        return await client.post(
+            "/chat/completions", body=body, cast_to=ChatCompletion, options=self._options(request)
+        )
 
     def _map(self, exc: BaseException) -> errors.VlgateError:
         return map_openai_error(
@@ -125,9 +149,11 @@ class OpenAICompatProvider(Provider):
     async def complete(self, request: ChatRequest) -> Completion:
         body, dropped = self._body(request)
         try:
-            resp = await self._client().chat.completions.create(**body)
+            resp = await self._post(request, body, stream=False)
         except (openai.OpenAIError, ValueError) as exc:
             raise self._map(exc) from None
+        except httpx.HTTPError as exc:
+            raise self._map_transport(exc) from None
         if not getattr(resp, "choices", None):
             err = errors.ResponseError("the provider returned no choices", raw=None)
             err.retryable = True  # type: ignore[attr-defined]
@@ -155,21 +181,24 @@ class OpenAICompatProvider(Provider):
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
         try:
-            stream = await self._client().chat.completions.create(**body)
+            stream = await self._post(request, body, stream=True)
             async for chunk in stream:
                 if chunk.choices and chunk.choices[0].delta.content:
                     yield chunk.choices[0].delta.content
         except (openai.OpenAIError, ValueError) as exc:
             raise self._map(exc) from None
         except httpx.HTTPError as exc:
-            # The SDK lets transport errors raised mid-stream escape unmapped; a connection cut
-            # half-way must not pass for a complete (truncated) answer.
-            where = {"provider": self.route.provider.name, "model": self.route.model}
-            if isinstance(exc, httpx.TimeoutException):
-                raise errors.TimeoutError("the stream stalled past the timeout", **where) from None
-            raise errors.ConnectionError(
-                f"the stream ended before the answer was complete ({type(exc).__name__})", **where
-            ) from None
+            raise self._map_transport(exc) from None
+
+    def _map_transport(self, exc: httpx.HTTPError) -> errors.VlgateError:
+        # The SDK lets transport errors raised while reading a body escape unmapped; a connection
+        # cut half-way must not pass for a complete (truncated) answer.
+        where = {"provider": self.route.provider.name, "model": self.route.model}
+        if isinstance(exc, httpx.TimeoutException):
+            return errors.TimeoutError("the answer stalled past the timeout", **where)
+        return errors.ConnectionError(
+            f"the connection ended before the answer was complete ({type(exc).__name__})", **where
+        )
 
     async def aclose(self) -> None:
         loop = asyncio.get_running_loop()
