@@ -23,8 +23,11 @@ def import_time(runs: int = 5) -> float:
     """Median seconds for ``import vlgate`` in a fresh interpreter."""
     code = "import time; t = time.perf_counter(); import vlgate; print(time.perf_counter() - t)"
     samples = [
-        float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             check=True).stdout)
+        float(
+            subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True
+            ).stdout
+        )
         for _ in range(runs)
     ]
     return statistics.median(samples)
@@ -63,12 +66,16 @@ def main() -> None:
 
     assert [str(a) for a in batch] == [str(a) for a in one_by_one], "answers differ"
     ideal = 1 / args.concurrency
-    print(f"images: {args.images}, emulator latency: {args.latency * 1000:.0f} ms, "
-          f"max_concurrency: {args.concurrency}")
+    print(
+        f"images: {args.images}, emulator latency: {args.latency * 1000:.0f} ms, "
+        f"max_concurrency: {args.concurrency}"
+    )
     print(f"query_batch:   {t_batch:6.2f} s  ({n_batch} requests)")
     print(f"one by one:    {t_seq:6.2f} s  ({n_seq} requests)")
-    print(f"wall-time ratio batch/sequential: {t_batch / t_seq:.3f}  "
-          f"(goal <= 0.40, ideal {ideal:.3f})")
+    print(
+        f"wall-time ratio batch/sequential: {t_batch / t_seq:.3f}  "
+        f"(goal <= 0.40, ideal {ideal:.3f})"
+    )
     print(f"import vlgate: {import_time():.3f} s (median of 5 fresh interpreters; goal < 0.5 s)")
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import weakref
 import threading
+import weakref
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
