@@ -6,6 +6,7 @@ The SDK's own retries are off (``max_retries=0``): vlgate's runtime is the one r
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -137,8 +138,9 @@ class OpenAICompatProvider(Provider):
                 stream=True,
                 stream_cls=AsyncStream[ChatCompletionChunk],
             )
+        # The raw response: vlgate reads four fields, building the SDK's pydantic model costs more.
         return await client.post(
-            "/chat/completions", body=body, cast_to=ChatCompletion, options=self._options(request)
+            "/chat/completions", body=body, cast_to=httpx.Response, options=self._options(request)
         )
 
     def _map(self, exc: BaseException) -> errors.VlgateError:
@@ -149,30 +151,32 @@ class OpenAICompatProvider(Provider):
     async def complete(self, request: ChatRequest) -> Completion:
         body, dropped = self._body(request)
         try:
-            resp = await self._post(request, body, stream=False)
+            raw = await self._post(request, body, stream=False)
+            data = json.loads(await raw.aread())
         except (openai.OpenAIError, ValueError) as exc:
             raise self._map(exc) from None
         except httpx.HTTPError as exc:
             raise self._map_transport(exc) from None
-        if not getattr(resp, "choices", None):
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not choices or not isinstance(choices[0], dict):
             err = errors.ResponseError("the provider returned no choices", raw=None)
             err.retryable = True  # type: ignore[attr-defined]
             raise err
-        choice = resp.choices[0]
-        text = choice.message.content
-        if not text:
-            err = errors.ResponseError("the model returned an empty answer", raw=text)
+        choice = choices[0]
+        text = (choice.get("message") or {}).get("content")
+        if not text or not isinstance(text, str):
+            err = errors.ResponseError("the model returned an empty answer", raw=None)
             err.retryable = True  # type: ignore[attr-defined]
             raise err
         usage = Usage(requests=1)
-        if resp.usage is not None:
-            usage.input_tokens = resp.usage.prompt_tokens or 0
-            usage.output_tokens = resp.usage.completion_tokens or 0
+        raw_usage = data.get("usage") or {}
+        usage.input_tokens = int(raw_usage.get("prompt_tokens") or 0)
+        usage.output_tokens = int(raw_usage.get("completion_tokens") or 0)
         return Completion(
             text=text,
             usage=usage,
-            model=resp.model,
-            finish_reason=choice.finish_reason,
+            model=data.get("model"),
+            finish_reason=choice.get("finish_reason"),
             dropped_params=dropped,
         )
 

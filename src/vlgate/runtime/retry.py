@@ -8,16 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_random_exponential,
-)
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from ..errors import RateLimitError
 
@@ -32,18 +27,12 @@ def is_retryable(exc: BaseException) -> bool:
     return bool(getattr(exc, "retryable", False))
 
 
-class _Backoff:
-    """Retry-After when the provider gave one (capped), otherwise full-jitter exponential."""
-
-    def __init__(self, base: float, cap: float) -> None:
-        self._cap = cap
-        self._exp = wait_random_exponential(multiplier=base, max=cap) if base > 0 else None
-
-    def __call__(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, RateLimitError) and exc.retry_after is not None:
-            return min(exc.retry_after, self._cap)
-        return self._exp(state) if self._exp else 0.0
+def backoff_delay(exc: BaseException | None, attempt: int, base: float, cap: float) -> float:
+    """Seconds to wait after failed ``attempt`` (1-based): Retry-After when the provider gave one
+    (capped), otherwise full jitter, uniform in [0, min(cap, base * 2**(attempt - 1))]."""
+    if isinstance(exc, RateLimitError) and exc.retry_after is not None:
+        return min(exc.retry_after, cap)
+    return random.uniform(0.0, min(cap, base * 2 ** (attempt - 1))) if base > 0 else 0.0
 
 
 async def with_retries(
@@ -64,29 +53,45 @@ async def with_retries(
         >>> asyncio.run(with_retries(ok, max_retries=3))
         ('hi', 1)
     """
+    # The first attempt runs bare: most calls succeed, and tenacity's bookkeeping costs ~0.2 ms.
+    try:
+        return await call(), 1
+    except BaseException as exc:
+        if max_retries <= 0 or not is_retryable(exc):
+            if hasattr(exc, "attempts"):
+                exc.attempts = 1
+            raise
+        first = exc
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        return backoff_delay(exc, state.attempt_number + 1, backoff_base, backoff_max)
 
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         log.debug(
             "attempt %d failed (%s); retrying in %.2fs",
-            state.attempt_number,
+            state.attempt_number + 1,
             type(exc).__name__,
             state.upcoming_sleep,
         )
 
+    delay = backoff_delay(first, 1, backoff_base, backoff_max)
+    log.debug("attempt 1 failed (%s); retrying in %.2fs", type(first).__name__, delay)
+    await sleep(delay)
     retrying = AsyncRetrying(
-        stop=stop_after_attempt(max_retries + 1),
-        wait=_Backoff(backoff_base, backoff_max),
+        stop=stop_after_attempt(max_retries),
+        wait=wait,
         retry=retry_if_exception(is_retryable),
         reraise=True,
         sleep=sleep,
         before_sleep=before_sleep,
     )
-    attempt = 0
+    attempt = 1
     try:
         async for attempt_ctx in retrying:
             with attempt_ctx:
-                attempt = attempt_ctx.retry_state.attempt_number
+                attempt = attempt_ctx.retry_state.attempt_number + 1
                 result = await call()
         return result, attempt
     except BaseException as exc:
