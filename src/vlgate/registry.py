@@ -113,7 +113,7 @@ class ModelFamily:
     """Name of the resize rule in ``vlgate.sizing`` the service applies before the model sees the
     image, or ``None`` when the convention is resize-invariant."""
     tokens: str | None = None
-    """Name of the image-token formula in ``vlgate.sizing``."""
+    """Name of the image-token formula in ``vlgate.tokens.TOKEN_FORMULAS``."""
     price_per_mtok: tuple[float, float] | None = None
     """(input, output) US dollars per million tokens, when known."""
     native_json_schema: bool | None = None

@@ -199,6 +199,3 @@ def provider_size(rule: str | None, size: tuple[int, int]) -> tuple[int, int]:
         raise ValueError(f"unknown resize rule {rule!r}; known: {known}") from None
     return fn(*size)
 
-
-# --- image-token formulas --------------------------------------------------------------------
-# (added by the engineer owning token accounting)

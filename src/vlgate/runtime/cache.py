@@ -71,6 +71,8 @@ def request_key(request: ChatRequest, route: Route, api_base: str | None) -> str
         "params": request.params,
         "json_schema": request.json_schema,
         "json_mode": request.json_mode,
+        "task": request.task,
+        "target": request.target,
     }
     blob = json.dumps(material, sort_keys=True, separators=(",", ":"), default=repr)
     return hashlib.sha256(blob.encode()).hexdigest()
