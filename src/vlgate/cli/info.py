@@ -147,6 +147,8 @@ EXTRAS: dict[str, str] = {
     "rich": "cli",
     "diskcache": "cache",
     "platformdirs": "cache",
+    "torch": "local",
+    "transformers": "local",
 }
 """Optional module -> the vlgate extra that installs it."""
 
