@@ -193,3 +193,18 @@ def test_gemini_bad_key_is_an_auth_error(emulator: Emulator) -> None:
     assert info.value.status in (400, 401)  # LiteLLM itself reports it as 401
     assert len(emulator.requests) == 1
     assert secret not in str(info.value)
+
+
+def test_opus_high_resolution_tier_is_sent_and_mapped_at_2576(emulator: Emulator) -> None:
+    """Opus 4.7 sees up to 2576 px on the long edge: vlgate sends that, and boxes map back."""
+    scene = make_scene(11, size=(4032, 3024))
+    emulator.noise = False
+    model = vlgate.create(
+        "anthropic/claude-opus-4-7", api_key=KEY, api_base=emulator.url, backoff_base=0
+    )
+    dets = model.detect(scene.image, "shape")
+    sent = emulator.requests[0].images[0].size
+    assert sent is not None and 1568 < max(sent) <= 2576
+    assert len(dets) == len(scene.shapes)
+    for t, g in zip(sorted(s.box for s in scene.shapes), sorted(d.xyxy for d in dets), strict=True):
+        assert all(abs(a - b) <= 12 for a, b in zip(t, g, strict=True)), (t, g)

@@ -359,6 +359,16 @@ FAMILIES: dict[str, ModelFamily] = {
             description="Gemini: box_2d [ymin,xmin,ymax,xmax] 0-1000, points [y,x]",
         ),
         ModelFamily(
+            name="claude-hires",
+            patterns=(r"claude-opus-4[.-]7",),
+            grounding="claude",
+            resize="claude-hires",
+            tokens="claude-hires",
+            price_per_mtok=(15.0, 75.0),
+            native_json_schema=False,
+            description="Claude on the high-resolution tier (Opus 4.7): long edge 2576 px",
+        ),
+        ModelFamily(
             name="claude",
             patterns=(r"claude",),
             grounding="claude",

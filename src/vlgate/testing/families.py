@@ -108,9 +108,15 @@ def openai_tile_resize(w: int, h: int) -> tuple[int, int]:
     return (max(1, round(w * s)), max(1, round(h * s)))
 
 
+def claude_hires_resize(w: int, h: int) -> tuple[int, int]:
+    """Anthropic's high-resolution tier (Opus 4.7): long edge <= 2576, <= 4784 patches."""
+    return claude_resize(w, h, long_edge=2576, budget=4784)
+
+
 RESIZE: dict[str, Callable[[int, int], tuple[int, int]]] = {
     "qwen-smart-28": smart_resize,
     "claude": claude_resize,
+    "claude-hires": claude_hires_resize,
     "openai-tile": openai_tile_resize,
 }
 
@@ -127,8 +133,8 @@ def image_tokens(formula: str, w: int, h: int, detail: str | None = None) -> int
             return 85
         tw, th = openai_tile_resize(w, h)
         return 85 + 170 * math.ceil(tw / 512) * math.ceil(th / 512)
-    if formula == "claude":
-        cw, ch = claude_resize(w, h)
+    if formula in ("claude", "claude-hires"):
+        cw, ch = RESIZE[formula](w, h)
         return math.ceil(cw / 28) * math.ceil(ch / 28)
     if formula == "gemini":
         if w <= 384 and h <= 384:
@@ -217,6 +223,15 @@ FAMILIES: tuple[Family, ...] = (
     ),
     # Gemini: box_2d [ymin, xmin, ymax, xmax] 0-1000, points [y, x] (ai.google.dev vision docs).
     Family("gemini", (r"gemini", r"gemma-?3"), Frame("scale", 1000), "gemini", "gemini", "gemini"),
+    # Claude Opus 4.7: the high-resolution tier, long edge 2576 px (launch coverage, coords.md).
+    Family(
+        "claude-hires",
+        (r"claude-opus-4[.-]7",),
+        Frame("pixels", resize="claude-hires"),
+        "json_pixels",
+        "json_pixels",
+        "claude-hires",
+    ),
     # Claude: pixels of the image after Anthropic's resize (platform.claude.com vision-coordinates).
     Family(
         "claude",
