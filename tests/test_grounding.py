@@ -668,7 +668,10 @@ def test_parses_what_the_emulator_writes(fam_name: str, size: tuple[int, int]) -
     from vlgate.testing import families
 
     fam = next(f for f in families.FAMILIES if f.name == fam_name)
-    name = "pixel" if fam_name == "generic" else fam_name
+    from vlgate.registry import FAMILIES
+
+    # The emulator's family name -> the convention vlgate parses it with (the registry's row).
+    name = FAMILIES[fam_name].grounding if fam_name in FAMILIES else fam_name
     seen = fam.frame.model_size(size)
     w, h = size
     boxes = [

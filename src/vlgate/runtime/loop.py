@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import threading
 import weakref
 from collections.abc import Coroutine
@@ -80,10 +81,9 @@ def _shutdown() -> None:
     async def close_all() -> None:
         await asyncio.gather(*(c.aclose() for c in list(_closers)), return_exceptions=True)
 
-    try:
+    # Exiting anyway: never turn shutdown into a traceback.
+    with contextlib.suppress(Exception):
         asyncio.run_coroutine_threadsafe(close_all(), loop).result(timeout=5)
-    except Exception:  # exiting anyway: never turn shutdown into a traceback
-        pass
     loop.call_soon_threadsafe(loop.stop)
 
 
