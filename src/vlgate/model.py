@@ -43,7 +43,7 @@ from .providers import Completion, Message, Provider, Usage, provider_class
 from .registry import Route, resolve
 from .runtime.cache import open_cache, request_key
 from .runtime.limiter import RateLimiter
-from .runtime.loop import close_at_exit, iterate_sync, run_sync
+from .runtime.loop import PerLoop, close_at_exit, iterate_sync, run_sync
 from .runtime.retry import is_retryable, with_retries
 from .runtime.watch import FrameWatch, SyncFrameWatch
 from .tokens import cost_of, request_tokens
@@ -122,7 +122,7 @@ class VlModel:
         self._primary = self._engines[0]
         for engine in self._engines:
             close_at_exit(engine.provider)
-        self._semaphores: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+        self._semaphores = PerLoop(lambda: asyncio.Semaphore(config.max_concurrency))
         self._usage = Usage()
         self._usage_lock = threading.Lock()
         self._cache = open_cache(
@@ -195,13 +195,7 @@ class VlModel:
     # --- internals ----------------------------------------------------------------------------
 
     def _semaphore(self) -> asyncio.Semaphore:
-        loop = asyncio.get_running_loop()
-        sem = self._semaphores.get(loop)
-        if sem is None:
-            for old in [lp for lp in self._semaphores if lp.is_closed()]:
-                del self._semaphores[old]
-            sem = self._semaphores[loop] = asyncio.Semaphore(self._config.max_concurrency)
-        return sem
+        return self._semaphores.get()
 
     async def _load(self, image: ImageInput) -> Image:
         return await Image.aload(image, allow_private_urls=self._config.allow_private_urls)

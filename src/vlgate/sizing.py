@@ -198,4 +198,3 @@ def provider_size(rule: str | None, size: tuple[int, int]) -> tuple[int, int]:
         known = ", ".join(sorted(RESIZE_RULES))
         raise ValueError(f"unknown resize rule {rule!r}; known: {known}") from None
     return fn(*size)
-

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from ..image import EncodedImage, Image
+from ..runtime.loop import PerLoop
 from .base import ChatRequest, Completion, Provider, Usage, split_params
 
 if TYPE_CHECKING:
@@ -318,7 +319,7 @@ class LocalProvider(Provider):
         self._load_lock = threading.Lock()
         # A GPU model is not reentrant: one generation at a time, across every event loop.
         self._generate_lock = threading.Lock()
-        self._gates: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+        self._gates = PerLoop(asyncio.Lock)
 
     def __repr__(self) -> str:
         return f"LocalProvider(model={self.model_id!r}, device={self.options.device!r})"
@@ -419,13 +420,7 @@ class LocalProvider(Provider):
 
     def _gate(self) -> asyncio.Lock:
         """Per-event-loop lock so queued requests wait here instead of holding worker threads."""
-        loop = asyncio.get_running_loop()
-        gate = self._gates.get(loop)
-        if gate is None:
-            for old in [lp for lp in self._gates if lp.is_closed()]:
-                del self._gates[old]
-            gate = self._gates[loop] = asyncio.Lock()
-        return gate
+        return self._gates.get()
 
     def _generation_kwargs(
         self, params: dict[str, Any], loaded: _Loaded
@@ -607,7 +602,7 @@ class LocalProvider(Provider):
                     worker.exception()  # retrieved: a late error must not be logged as lost
 
     async def aclose(self) -> None:
-        self._gates.pop(asyncio.get_running_loop(), None)
+        self._gates.pop()
 
 
 def _missing_torchvision(exc: Exception) -> str:

@@ -26,7 +26,6 @@ fields). ``{"text": ...}`` deltas are accepted too. A stream that ends without `
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import json
 import time
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from .. import errors
+from ..runtime.loop import PerLoop
 from .base import ChatRequest, Completion, Provider, Usage, split_params
 
 if TYPE_CHECKING:
@@ -77,19 +77,12 @@ class MoondreamProvider(Provider):
         self._base = base.rstrip("/")
         default = route.provider.default_model
         self._model_field = route.model if route.model != default else None
-        self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+        self._clients = PerLoop(lambda: httpx.AsyncClient(timeout=self.config.timeout))
 
     # --- plumbing -----------------------------------------------------------------------------
 
     def _client(self) -> httpx.AsyncClient:
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            for old in [lp for lp in self._clients if lp.is_closed()]:
-                del self._clients[old]
-            client = httpx.AsyncClient(timeout=self.config.timeout)
-            self._clients[loop] = client
-        return client
+        return self._clients.get()
 
     def _headers(self, request: ChatRequest) -> dict[str, str]:
         headers = {"Content-Type": "application/json", **(self.config.extra_headers or {})}
@@ -269,8 +262,7 @@ class MoondreamProvider(Provider):
             )
 
     async def aclose(self) -> None:
-        loop = asyncio.get_running_loop()
-        client = self._clients.pop(loop, None)
+        client = self._clients.pop()
         if client is not None:
             await client.aclose()
 

@@ -5,7 +5,6 @@ The SDK's own retries are off (``max_retries=0``): vlgate's runtime is the one r
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -16,6 +15,7 @@ from openai import AsyncStream
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from .. import errors
+from ..runtime.loop import PerLoop
 from ._errors import map_openai_error
 from .base import (
     ChatRequest,
@@ -83,27 +83,22 @@ class OpenAICompatProvider(Provider):
         name = route.provider.name
         self._extra_body_params = _EXTRA_BODY_PARAMS.get(name, frozenset())
         self._supported = _OPENAI_PARAMS | self._extra_body_params
-        self._clients: dict[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = {}
+        self._clients = PerLoop(self._new_client)
 
     def _client(self) -> openai.AsyncOpenAI:
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            # Drop clients of loops that have closed (e.g. a finished asyncio.run()).
-            for old in [lp for lp in self._clients if lp.is_closed()]:
-                del self._clients[old]
-            client = openai.AsyncOpenAI(
-                api_key=self._api_key or _NO_KEY,
-                base_url=self.api_base,
-                max_retries=0,
-                timeout=self.config.timeout,
-                default_headers=self.config.extra_headers or None,
-                # httpx's own async pool queues badly past a few dozen concurrent requests;
-                # the aiohttp transport keeps a 64-image batch ~3x faster (benchmarks/vs_litellm).
-                http_client=openai.DefaultAioHttpClient(timeout=self.config.timeout),
-            )
-            self._clients[loop] = client
-        return client
+        return self._clients.get()
+
+    def _new_client(self) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(
+            api_key=self._api_key or _NO_KEY,
+            base_url=self.api_base,
+            max_retries=0,
+            timeout=self.config.timeout,
+            default_headers=self.config.extra_headers or None,
+            # httpx's own async pool queues badly past a few dozen concurrent requests; the
+            # aiohttp transport keeps a 64-image batch ~3x faster (benchmarks/vs_litellm.py).
+            http_client=openai.DefaultAioHttpClient(timeout=self.config.timeout),
+        )
 
     def _body(self, request: ChatRequest) -> tuple[dict[str, Any], tuple[str, ...]]:
         """The JSON body as sent: OpenAI parameters plus the server's own ones, top level."""
@@ -205,7 +200,6 @@ class OpenAICompatProvider(Provider):
         )
 
     async def aclose(self) -> None:
-        loop = asyncio.get_running_loop()
-        client = self._clients.pop(loop, None)
+        client = self._clients.pop()
         if client is not None:
             await client.close()

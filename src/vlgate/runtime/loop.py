@@ -11,10 +11,10 @@ import atexit
 import contextlib
 import threading
 import weakref
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, Generic, TypeVar
 
-__all__ = ["run_sync"]
+__all__ = ["PerLoop", "close_at_exit", "iterate_sync", "run_sync"]
 
 T = TypeVar("T")
 
@@ -59,6 +59,32 @@ def iterate_sync(agen: Any) -> Any:
         aclose = getattr(iterator, "aclose", None)
         if aclose is not None:
             asyncio.run_coroutine_threadsafe(aclose(), loop).result()
+
+
+class PerLoop(Generic[T]):
+    """One value per running event loop, made on first use there.
+
+    asyncio clients, locks and semaphores belong to the loop that made them; a model is used from
+    vlgate's background loop (the sync API) and from callers' own loops alike. Values of loops
+    that have closed are dropped when a new loop asks.
+    """
+
+    def __init__(self, factory: Callable[[], T]) -> None:
+        self._factory = factory
+        self._values: dict[asyncio.AbstractEventLoop, T] = {}
+
+    def get(self) -> T:
+        loop = asyncio.get_running_loop()
+        value = self._values.get(loop)
+        if value is None:
+            for old in [lp for lp in self._values if lp.is_closed()]:
+                del self._values[old]
+            value = self._values[loop] = self._factory()
+        return value
+
+    def pop(self) -> T | None:
+        """Forget (and return) the current loop's value, if it has one."""
+        return self._values.pop(asyncio.get_running_loop(), None)
 
 
 _closers: weakref.WeakSet[Any] = weakref.WeakSet()
