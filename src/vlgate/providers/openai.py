@@ -73,6 +73,10 @@ _EXTRA_BODY_PARAMS: dict[str, frozenset[str]] = {
 _NO_KEY = "EMPTY"
 
 
+async def _close_client(client: openai.AsyncOpenAI) -> None:
+    await client.close()
+
+
 class OpenAICompatProvider(Provider):
     """Any server speaking OpenAI chat completions (OpenAI, DashScope, Ollama ``/v1``, vLLM)."""
 
@@ -83,7 +87,7 @@ class OpenAICompatProvider(Provider):
         name = route.provider.name
         self._extra_body_params = _EXTRA_BODY_PARAMS.get(name, frozenset())
         self._supported = _OPENAI_PARAMS | self._extra_body_params
-        self._clients = PerLoop(self._new_client)
+        self._clients = PerLoop(self._new_client, close=_close_client)
 
     def _client(self) -> openai.AsyncOpenAI:
         return self._clients.get()

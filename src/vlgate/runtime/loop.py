@@ -69,9 +69,17 @@ class PerLoop(Generic[T]):
     that have closed are dropped when a new loop asks.
     """
 
-    def __init__(self, factory: Callable[[], T]) -> None:
+    def __init__(
+        self,
+        factory: Callable[[], T],
+        close: Callable[[T], Coroutine[Any, Any, Any]] | None = None,
+    ) -> None:
         self._factory = factory
         self._values: dict[asyncio.AbstractEventLoop, T] = {}
+        if close is not None:
+            # A model dropped without stop(): close its connections on loops still running, so
+            # nothing is left to warn about "unclosed" sessions later.
+            weakref.finalize(self, _close_values, self._values, close)
 
     def get(self) -> T:
         loop = asyncio.get_running_loop()
@@ -85,6 +93,17 @@ class PerLoop(Generic[T]):
     def pop(self) -> T | None:
         """Forget (and return) the current loop's value, if it has one."""
         return self._values.pop(asyncio.get_running_loop(), None)
+
+
+def _close_values(
+    values: dict[asyncio.AbstractEventLoop, Any],
+    close: Callable[[Any], Coroutine[Any, Any, Any]],
+) -> None:
+    for loop, value in list(values.items()):
+        if loop.is_running() and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                asyncio.run_coroutine_threadsafe(close(value), loop)
+    values.clear()
 
 
 _closers: weakref.WeakSet[Any] = weakref.WeakSet()
