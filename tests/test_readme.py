@@ -1,0 +1,18 @@
+"""The README's runnable example (the emulator section) runs as written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_emulator_example_runs_as_written() -> None:
+    text = README.read_text()
+    section = text.split("## Testing your own code", 1)[1].split("\n## ", 1)[0]
+    (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    namespace: dict[str, object] = {}
+    exec(compile("import vlgate\n" + code, str(README), "exec"), namespace)
+    boxes = namespace["boxes"]
+    assert len(boxes) >= 1  # type: ignore[arg-type]
