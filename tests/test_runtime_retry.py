@@ -72,3 +72,17 @@ def test_backoff_grows_and_is_capped() -> None:
     highs = [max(backoff_delay(None, n, 1.0, 8.0) for _ in range(400)) for n in (1, 2, 3, 6)]
     assert highs[0] <= 1.0 < highs[1] <= 2.0 < highs[2] <= 4.0
     assert highs[3] <= 8.0
+
+
+def test_retry_after_header_forms() -> None:
+    import email.utils
+    import time
+
+    from vlgate.providers._errors import retry_after_seconds
+
+    assert retry_after_seconds({"retry-after": "3"}) == 3.0
+    assert retry_after_seconds({"retry-after-ms": "250"}) == 0.25
+    date = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 <= (retry_after_seconds({"retry-after": date}) or 0) <= 31
+    assert retry_after_seconds({"retry-after": "soon"}) is None
+    assert retry_after_seconds({}) is None

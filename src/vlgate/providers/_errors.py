@@ -5,6 +5,8 @@ Imported only by the providers, after the openai SDK is loaded.
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import json
 from typing import Any
 
@@ -20,7 +22,12 @@ _AUTH_MESSAGES = ("api key not valid", "api_key_invalid", "invalid api key")
 
 
 def retry_after_seconds(headers: Any) -> float | None:
-    """Seconds from ``retry-after-ms`` / ``retry-after`` headers, when present and numeric."""
+    """Seconds from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date), if given.
+
+    Example:
+        >>> retry_after_seconds({"retry-after": "2"})
+        2.0
+    """
     if headers is None:
         return None
     try:
@@ -28,11 +35,17 @@ def retry_after_seconds(headers: Any) -> float | None:
         if ms is not None:
             return max(0.0, float(ms) / 1000.0)
         value = headers.get("retry-after")
-        if value is not None:
+        if value is None:
+            return None
+        try:
             return max(0.0, float(value))
-    except (TypeError, ValueError):
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(value)
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=datetime.timezone.utc)
+            return max(0.0, (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
+    except (TypeError, ValueError, IndexError):
         return None
-    return None
 
 
 def _status_message(exc: Any) -> tuple[str, Any]:
