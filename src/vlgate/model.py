@@ -377,7 +377,7 @@ class VlModel:
             return await self._ask(img, prompt, kwargs)
 
         if not return_exceptions:
-            loaded = [await self._load(i) for i in images]
+            loaded = list(await asyncio.gather(*(self._load(i) for i in images)))
             return list(await asyncio.gather(*(one(i) for i in loaded)))
         results = await asyncio.gather(*(one(i) for i in images), return_exceptions=True)
         out: list[Answer | VlgateError] = []
@@ -404,7 +404,7 @@ class VlModel:
                 f"{limits.name} takes at most {limits.limits.max_images} images per request, "
                 f"got {len(images)}; use query_batch for one answer per image"
             )
-        loaded = [await self._load(i) for i in images]
+        loaded = list(await asyncio.gather(*(self._load(i) for i in images)))
 
         async def op(engine: _Engine) -> Answer:
             encoded = [engine.encode(i, n_images=len(loaded)) for i in loaded]
