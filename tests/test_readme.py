@@ -16,3 +16,20 @@ def test_emulator_example_runs_as_written() -> None:
     exec(compile("import vlgate\n" + code, str(README), "exec"), namespace)
     boxes = namespace["boxes"]
     assert len(boxes) >= 1  # type: ignore[arg-type]
+
+
+def test_robot_watch_example_runs_offline() -> None:
+    import subprocess
+    import sys
+
+    script = README.parent / "examples" / "robot_watch.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--seconds", "2", "--hz", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    lines = out.stdout.strip().splitlines()
+    assert lines[-1].startswith("frames ")
+    assert any(" x circle: " in line for line in lines[:-1])
