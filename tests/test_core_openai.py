@@ -292,3 +292,23 @@ def test_stream_yields_deltas(emulator: Emulator) -> None:
     assert len(chunks) > 1
     assert emulator.requests[0].body["stream"] is True
     assert "".join(chunks).strip()
+
+
+def test_query_json_repairs_once_telling_the_model_what_was_wrong(emulator: Emulator) -> None:
+    scene = make_scene(6, size=(320, 240))
+    emulator.script("qwen-vl-max", ["prose", "ok"])
+    result = make(emulator, "qwen/qwen-vl-max").query_json(scene.image, "How many shapes?", Shapes)
+    assert result.count == len(scene.shapes)
+    first, second = emulator.requests
+    assert len(second.body["messages"]) == 3  # the question, the unusable answer, the repair
+    assert second.body["messages"][1]["role"] == "assistant"
+    assert "could not be used" in second.body["messages"][2]["content"]
+    assert second.images[0].data == first.images[0].data
+
+
+def test_query_json_gives_up_after_one_repair_with_the_raw_text(emulator: Emulator) -> None:
+    emulator.script("qwen-vl-max", ["prose", "prose", "ok"])
+    with pytest.raises(vlgate.ResponseError) as info:
+        make(emulator, "qwen/qwen-vl-max").query_json(png_bytes(), "How many shapes?", Shapes)
+    assert info.value.raw and "shapes" in info.value.raw
+    assert len(emulator.requests) == 2

@@ -556,6 +556,8 @@ class Emulator:
             content = ""
         elif kind == "null":
             content = None
+        elif kind == "prose":
+            content = "Sure! I looked carefully at the picture and it shows a few shapes."
         rec.response_text = content
         rec.status = 200
         completion_tokens = estimate_text_tokens(content or "") if content else 0

@@ -16,6 +16,7 @@ request header ``x-emulator-fault``):
 ``reset``         abort the TCP connection without an answer
 ``malformed``     200 with a body that is not valid JSON
 ``empty``         200 with empty text; ``null``: 200 with no content (``null``/no parts)
+``prose``         200 with a chatty answer that holds no JSON (a model ignoring the format)
 ``truncate``      streams stop half-way (no final event); plain answers are cut mid-body
 ================  =================================================================
 
@@ -36,12 +37,13 @@ from dataclasses import dataclass
 
 __all__ = ["Fault", "FaultBook", "parse_fault"]
 
-_SIMPLE = {"ok", "reset", "malformed", "empty", "null", "truncate"}
+_SIMPLE = {"ok", "reset", "malformed", "empty", "null", "truncate", "prose"}
 
 
 @dataclass(frozen=True)
 class Fault:
-    """One outcome. ``kind``: ok, status, hang, slow, reset, malformed, empty, null, truncate."""
+    """One outcome. ``kind``: ok, status, hang, slow, reset, malformed, empty, null, truncate,
+    prose."""
 
     kind: str
     spec: str
