@@ -29,7 +29,6 @@ import re
 import socket
 import struct
 import threading
-import time
 import urllib.parse
 import warnings
 from collections.abc import Collection
@@ -1109,17 +1108,6 @@ def _literal_ip(host: str) -> list[str] | None:
         return None
 
 
-def _resolve_sync(url: httpx.URL, shown: str) -> list[str]:
-    literal = _literal_ip(url.host)
-    if literal is not None:
-        return literal
-    try:
-        infos = socket.getaddrinfo(url.host, url.port or 0, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise ImageError(f"cannot resolve host {url.host!r} of {shown}: {exc}") from None
-    return [str(info[4][0]) for info in infos]
-
-
 async def _resolve_async(url: httpx.URL, shown: str) -> list[str]:
     literal = _literal_ip(url.host)
     if literal is not None:
@@ -1177,50 +1165,12 @@ def _over_cap(shown: str, max_bytes: int) -> ImageError:
 def _fetch_sync(
     source: str, *, allow_private: bool | Collection[str], timeout: float, max_bytes: int
 ) -> bytes:
-    import httpx
+    """The sync facade of :func:`_fetch_async`, run on vlgate's background loop."""
+    from .runtime.loop import run_sync
 
-    _check_fetch_args(timeout, max_bytes)
-    allow = _allowed_networks(allow_private)
-    shown = _safe_url(source)
-    url = _parse_url(source, shown)
-    deadline = time.monotonic() + timeout
-    try:
-        with httpx.Client(**_client_kwargs(timeout, allow)) as client:
-            for _ in range(_MAX_REDIRECTS + 1):
-                addresses = [] if allow is True else _resolve_sync(url, shown)
-                hops = _plan_hops(url, addresses, allow, shown)
-                for i, hop in enumerate(hops):
-                    request = client.build_request(
-                        "GET", hop.url, headers=hop.headers, extensions=hop.extensions
-                    )
-                    try:
-                        response = client.send(request, stream=True)
-                        break
-                    except httpx.ConnectError:
-                        if i == len(hops) - 1:
-                            raise
-                try:
-                    nxt = _next_location(response, url, shown)
-                    if nxt is None:
-                        _check_length(response, max_bytes, shown)
-                        chunks, total = [], 0
-                        for chunk in response.iter_raw(_CHUNK):
-                            total += len(chunk)
-                            if total > max_bytes:
-                                raise _over_cap(shown, max_bytes)
-                            if time.monotonic() > deadline:
-                                raise _timed_out(timeout, shown)
-                            chunks.append(chunk)
-                        return _decoded(response, b"".join(chunks), max_bytes, shown)
-                finally:
-                    response.close()
-                shown = _safe_url(str(nxt))
-                url = _parse_url(nxt, shown)
-    except httpx.TimeoutException:
-        raise _timed_out(timeout, shown) from None
-    except httpx.HTTPError as exc:
-        raise _fetch_failed(exc, shown) from None
-    raise ImageError(f"too many redirects (> {_MAX_REDIRECTS}) fetching {_safe_url(source)}")
+    return run_sync(
+        _fetch_async(source, allow_private=allow_private, timeout=timeout, max_bytes=max_bytes)
+    )
 
 
 async def _fetch_async(
