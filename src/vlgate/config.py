@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from .errors import ConfigError
-from .registry import LITELLM_SERVICES, Route
+from .registry import Route
 
 __all__ = ["ModelConfig", "resolve_api_base", "resolve_api_key"]
 
@@ -107,40 +107,23 @@ class ModelConfig(BaseModel):
         return self.api_key.get_secret_value() if self.api_key else None
 
 
-def _key_envs(route: Route) -> tuple[str, ...]:
-    envs = route.provider.key_env
-    if route.provider.name == "litellm":
-        prefix = route.model.partition("/")[0] if "/" in route.model else "openai"
-        envs = envs + LITELLM_SERVICES.get(prefix, ("generic", ()))[1]
-    return envs
-
-
 def resolve_api_key(config: ModelConfig, route: Route) -> str | None:
-    """The key to use: config first, then the provider's env vars in order.
+    """The key to use: config first, then the route's env vars in order.
 
     Raises ConfigError, naming the env var, when a hosted provider has no key.
     """
     key = config.key()
     if key:
         return key
-    envs = _key_envs(route)
-    for name in envs:
+    for name in route.key_env:
         value = os.environ.get(name)
         if value:
             return value
-    needs_key = route.provider.needs_key
-    if route.provider.name == "litellm":
-        prefix = route.model.partition("/")[0] if "/" in route.model else "openai"
-        # A key-based service with no key; credential chains (Bedrock, Vertex) are LiteLLM's job.
-        needs_key = bool(LITELLM_SERVICES.get(prefix, ("generic", ()))[1]) and prefix not in {
-            "bedrock",
-        }
-        if config.api_base and prefix in {"openai", "hosted_vllm"}:
-            needs_key = False
-    if needs_key and route.provider.keyless_on_loopback and _is_local(config.api_base):
-        needs_key = False  # e.g. Moondream Station; if it does want a key it answers 401
+    # A server on this machine (Moondream Station, a local OpenAI-compatible server behind
+    # LiteLLM's openai/ route) decides for itself; if it wants a key, its 401 is an AuthError.
+    needs_key = route.needs_key and not (route.keyless_on_loopback and _is_local(config.api_base))
     if needs_key:
-        names = " or ".join(envs) if envs else "api_key"
+        names = " or ".join(route.key_env) if route.key_env else "api_key"
         raise ConfigError(
             f"no API key for {route.requested or route.model}: set {names} or pass api_key=..."
         )

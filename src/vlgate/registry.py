@@ -131,6 +131,12 @@ class Route:
     family: ModelFamily
     requested: str = field(default="", compare=False)
     """The model string the caller wrote."""
+    key_env: tuple[str, ...] = ()
+    """Env vars tried in order for the key (a LiteLLM route adds the provider's own)."""
+    needs_key: bool = True
+    """Whether a missing key is an error before sending."""
+    keyless_on_loopback: bool = False
+    """Whether an ``api_base`` on loopback lifts the key requirement."""
 
 
 # --- services ---------------------------------------------------------------------------------
@@ -310,19 +316,32 @@ PROVIDERS: dict[str, ProviderSpec] = {
 }
 
 # LiteLLM prefixes -> the service whose image limits apply, and the env vars its key lives in.
-LITELLM_SERVICES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "anthropic": ("anthropic", ("ANTHROPIC_API_KEY",)),
-    "gemini": ("gemini", ("GEMINI_API_KEY", "GOOGLE_API_KEY")),
-    "vertex_ai": ("vertex_ai", ()),
-    "bedrock": ("bedrock", ("AWS_ACCESS_KEY_ID",)),
-    "azure": ("azure", ("AZURE_API_KEY",)),
-    "openai": ("openai", ("OPENAI_API_KEY",)),
-    "openrouter": ("generic", ("OPENROUTER_API_KEY",)),
-    "hosted_vllm": ("vllm", ()),
-    "ollama": ("ollama", ()),
-    "ollama_chat": ("ollama", ()),
-    "dashscope": ("dashscope", ("DASHSCOPE_API_KEY",)),
+@dataclass(frozen=True)
+class GatewayRoute:
+    """What a LiteLLM prefix (``anthropic/``, ``bedrock/``...) means for limits and keys."""
+
+    service: str
+    key_env: tuple[str, ...] = ()
+    needs_key: bool = True
+    """False where the credentials come from a chain (AWS, Google Cloud) or a local server."""
+    keyless_on_loopback: bool = False
+    """A server on this machine (``api_base`` on loopback) needs no key."""
+
+
+LITELLM_SERVICES: dict[str, GatewayRoute] = {
+    "anthropic": GatewayRoute("anthropic", ("ANTHROPIC_API_KEY",)),
+    "gemini": GatewayRoute("gemini", ("GEMINI_API_KEY", "GOOGLE_API_KEY")),
+    "vertex_ai": GatewayRoute("vertex_ai", needs_key=False),
+    "bedrock": GatewayRoute("bedrock", ("AWS_ACCESS_KEY_ID",), needs_key=False),
+    "azure": GatewayRoute("azure", ("AZURE_API_KEY",)),
+    "openai": GatewayRoute("openai", ("OPENAI_API_KEY",), keyless_on_loopback=True),
+    "openrouter": GatewayRoute("generic", ("OPENROUTER_API_KEY",)),
+    "hosted_vllm": GatewayRoute("vllm", needs_key=False),
+    "ollama": GatewayRoute("ollama", needs_key=False),
+    "ollama_chat": GatewayRoute("ollama", needs_key=False),
+    "dashscope": GatewayRoute("dashscope", ("DASHSCOPE_API_KEY",)),
 }
+_UNKNOWN_GATEWAY_ROUTE = GatewayRoute("generic", needs_key=False)
 
 # --- model families ---------------------------------------------------------------------------
 # Order matters only where patterns overlap: the first match wins, so specific rows come first.
@@ -509,14 +528,21 @@ def resolve(model: str, *, family: str | None = None) -> Route:
             service=SERVICES[spec.service],
             family=family_for(rest, family),
             requested=model,
+            key_env=spec.key_env,
+            needs_key=spec.needs_key,
+            keyless_on_loopback=spec.keyless_on_loopback,
         )
     litellm_model = rest if prefix == "litellm" else model
     lprefix = litellm_model.partition("/")[0] if "/" in litellm_model else "openai"
-    service_name = LITELLM_SERVICES.get(lprefix, ("generic", ()))[0]
+    gateway = LITELLM_SERVICES.get(lprefix, _UNKNOWN_GATEWAY_ROUTE)
+    spec = PROVIDERS["litellm"]
     return Route(
         model=litellm_model,
-        provider=PROVIDERS["litellm"],
-        service=SERVICES[service_name],
+        provider=spec,
+        service=SERVICES[gateway.service],
         family=family_for(litellm_model, family),
         requested=model,
+        key_env=spec.key_env + gateway.key_env,
+        needs_key=gateway.needs_key,
+        keyless_on_loopback=gateway.keyless_on_loopback,
     )

@@ -83,8 +83,8 @@ def _key_env_names() -> list[str]:
     names: set[str] = set()
     for spec in PROVIDERS.values():
         names.update(spec.key_env)
-    for _service, envs in LITELLM_SERVICES.values():
-        names.update(envs)
+    for route in LITELLM_SERVICES.values():
+        names.update(route.key_env)
     names.update({"AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"})
     return sorted(names)
 

@@ -49,8 +49,8 @@ def model_catalog(provider: str | None = None, family: str | None = None) -> dic
         if provider is None or p.name == provider
     ]
     routes = [
-        {"prefix": prefix, "key_env": list(envs), "limits": _limits(service)}
-        for prefix, (service, envs) in registry.LITELLM_SERVICES.items()
+        {"prefix": prefix, "key_env": list(r.key_env), "limits": _limits(r.service)}
+        for prefix, r in registry.LITELLM_SERVICES.items()
         if provider in (None, "litellm", prefix)
     ]
     families = [
