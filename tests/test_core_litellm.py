@@ -208,3 +208,24 @@ def test_opus_high_resolution_tier_is_sent_and_mapped_at_2576(emulator: Emulator
     assert len(dets) == len(scene.shapes)
     for t, g in zip(sorted(s.box for s in scene.shapes), sorted(d.xyxy for d in dets), strict=True):
         assert all(abs(a - b) <= 12 for a, b in zip(t, g, strict=True)), (t, g)
+
+
+@pytest.mark.parametrize("model", [CLAUDE, GEMINI])
+def test_key_never_in_logs_or_stderr_at_debug(
+    model: str,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At DEBUG (vlgate, LiteLLM with LITELLM_LOG=DEBUG, httpx) the key shows up nowhere."""
+    import logging
+
+    secret = "AIzaSecretKey0123456789abcdefghijXYZ"
+    monkeypatch.setenv("LITELLM_LOG", "DEBUG")
+    caplog.set_level(logging.DEBUG)
+    with Emulator(api_key=secret) as emu:
+        answer = vlgate.create(model, api_key=secret, api_base=emu.url).query(png_bytes(), "hi")
+        assert answer and emu.requests[0].status == 200
+    out, err = capfd.readouterr()
+    assert caplog.records
+    assert secret not in caplog.text and secret not in out and secret not in err
