@@ -396,3 +396,23 @@ def test_unwritable_output_is_one_line_exit_2(
     assert result.exit_code == 2
     assert result.stderr.startswith("error: No such file or directory")
     assert "Traceback" not in result.output
+
+
+def test_image_from_stdin(
+    runner: CliRunner, emulator: Emulator, scene_file: tuple[Path, object], tmp_path: Path
+) -> None:
+    path, scene = scene_file
+    data = path.read_bytes()
+    result = runner.invoke(
+        app, ["query", "-", "How many shapes?", *_emu_args(emulator)], env=_env(), input=data
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"There are {len(scene.shapes)} shapes."  # type: ignore[attr-defined]
+    [img] = emulator.requests[0].images
+    assert img.declared_mime == img.actual_mime
+    out = tmp_path / "boxes.png"
+    result = runner.invoke(
+        app, ["detect", "-", "shape", "-o", str(out), *_emu_args(emulator)], env=_env(), input=data
+    )
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size > 0

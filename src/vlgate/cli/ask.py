@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -23,7 +24,18 @@ if TYPE_CHECKING:
     from ..grounding import Detections, Points
     from ..model import Answer
 
-ImageArg = Annotated[str, typer.Argument(help="Image path, URL or data URI.", show_default=False)]
+ImageArg = Annotated[
+    str, typer.Argument(help="Image path, URL, data URI, or - for stdin.", show_default=False)
+]
+
+
+def _source(image: str) -> str | bytes:
+    """``-`` reads the image bytes from stdin (``cat photo.jpg | vlgate query - "..."``)."""
+    return sys.stdin.buffer.read() if image == "-" else image
+
+
+def _title(image: str) -> str:
+    return "stdin" if image == "-" else image
 
 
 def _overrides(
@@ -45,12 +57,17 @@ def answer_data(answer: Answer) -> dict[str, Any]:
 
 
 def _answer_out(
-    answer: Answer, image: str, prompt: str | None, as_json: bool, html: Path | None
+    answer: Answer,
+    image: str,
+    source: str | bytes,
+    prompt: str | None,
+    as_json: bool,
+    html: Path | None,
 ) -> None:
     if html is not None:
         from ..report import ReportItem, write_report
 
-        item = ReportItem(image=image, title=image, prompt=prompt, answer=str(answer))
+        item = ReportItem(image=source, title=_title(image), prompt=prompt, answer=str(answer))
         write_report(html, [item], title="vlgate query", subtitle=answer.model)
     if as_json:
         print_json(answer_data(answer))
@@ -81,8 +98,9 @@ def query(
     with errors_to_exit():
         vl = build_model(_overrides(model, api_base, timeout, max_retries))
         with vl:
-            answer = vl.query(image, prompt)
-        _answer_out(answer, image, prompt, as_json, html)
+            source = _source(image)
+            answer = vl.query(source, prompt)
+        _answer_out(answer, image, source, prompt, as_json, html)
 
 
 def caption(
@@ -105,13 +123,15 @@ def caption(
     with errors_to_exit():
         vl = build_model(_overrides(model, api_base, timeout, max_retries))
         with vl:
-            answer = vl.caption(image)
-        _answer_out(answer, image, None, as_json, html)
+            source = _source(image)
+            answer = vl.caption(source)
+        _answer_out(answer, image, source, None, as_json, html)
 
 
 def _grounding_out(
     found: Detections | Points,
     image: str,
+    source: str | bytes,
     target: str,
     output: Path | None,
     as_json: bool,
@@ -123,14 +143,14 @@ def _grounding_out(
     plain = found.to_dict()
     key = "points" if isinstance(found, Points) else "detections"
     if output is not None:
-        found.annotate(image).save(output, format="PNG")
+        found.annotate(source).save(output, format="PNG")
     if html is not None:
         from ..report import ReportItem, write_report
 
         size = plain["image_size"]
         item = ReportItem(
-            image=image,
-            title=image,
+            image=source,
+            title=_title(image),
             prompt=target,
             detections=plain["items"] if key == "detections" else (),
             points=plain["items"] if key == "points" else (),
@@ -179,8 +199,9 @@ def detect(
     with errors_to_exit():
         vl = build_model(_overrides(model, api_base, timeout, max_retries))
         with vl:
-            found = vl.detect(image, target)
-        _grounding_out(found, image, target, output, as_json, html, vl.config.model)
+            source = _source(image)
+            found = vl.detect(source, target)
+        _grounding_out(found, image, source, target, output, as_json, html, vl.config.model)
 
 
 def point(
@@ -207,8 +228,9 @@ def point(
     with errors_to_exit():
         vl = build_model(_overrides(model, api_base, timeout, max_retries))
         with vl:
-            found = vl.point(image, target)
-        _grounding_out(found, image, target, output, as_json, html, vl.config.model)
+            source = _source(image)
+            found = vl.point(source, target)
+        _grounding_out(found, image, source, target, output, as_json, html, vl.config.model)
 
 
 def register(app: typer.Typer) -> None:
