@@ -6,7 +6,10 @@ The ``emulator`` fixture comes from vlgate's own pytest plugin (``vlgate.testing
 from __future__ import annotations
 
 import io
+import logging
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,3 +72,25 @@ def rgb_array() -> np.ndarray:
     arr[:, :32] = (255, 0, 0)
     arr[:, 32:] = (0, 0, 255)
     return arr
+
+
+@pytest.fixture
+def cli_isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """For CLI tests: no config file of the developer's is read (a fresh working and config
+    dir, no VLGATE_* overrides), and vlgate's logger is restored after ``-v`` changed it."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    for name in (
+        "VLGATE_API_BASE",
+        "VLGATE_CONFIG",
+        "VLGATE_TIMEOUT",
+        "VLGATE_MAX_CONCURRENCY",
+        "NO_COLOR",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    logger = logging.getLogger("vlgate")
+    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+    logger.propagate = propagate

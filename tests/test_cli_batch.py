@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,18 +22,7 @@ MODEL = "openai/qwen2.5-vl-7b"
 KEY = "emu-key"
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    for name in ("VLGATE_API_BASE", "VLGATE_CONFIG", "VLGATE_MAX_CONCURRENCY", "NO_COLOR"):
-        monkeypatch.delenv(name, raising=False)
-    logger = logging.getLogger("vlgate")
-    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
-    yield
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
-    logger.propagate = propagate
+pytestmark = pytest.mark.usefixtures("cli_isolated")
 
 
 def write_scenes(folder: Path, n: int, size: tuple[int, int] = (160, 120)) -> dict[str, int]:
