@@ -45,12 +45,12 @@ def vlgate_uri(frame: np.ndarray, quality: int) -> str:
 
 
 def vlgate_pillow_only(frame: np.ndarray, quality: int) -> str:
-    saved = vimage._jpeg()
-    vimage._simplejpeg = None  # measure the fallback used when simplejpeg is not installed
+    saved = vimage.encode.jpeg()
+    vimage.encode._simplejpeg = None  # measure the fallback used when simplejpeg is not installed
     try:
         return Image.load(frame).encode(quality=quality).data_uri
     finally:
-        vimage._simplejpeg = saved
+        vimage.encode._simplejpeg = saved
 
 
 def vlgate_cached(img: Image, quality: int) -> Callable[[np.ndarray, int], str]:
@@ -73,7 +73,7 @@ def main() -> None:
         "pillow + base64 (baseline)": pillow_baseline,
         "vlgate Image.load().encode().data_uri": vlgate_uri,
     }
-    if vimage._jpeg() is not None:
+    if vimage.encode.jpeg() is not None:
         variants["vlgate, simplejpeg disabled (fallback)"] = vlgate_pillow_only
     variants["vlgate, same Image again (cache hit)"] = vlgate_cached(warm, q)
 
@@ -90,7 +90,7 @@ def main() -> None:
     sizes = {name: len(fn(frame, q)) for name, fn in variants.items()}
     print(
         f"1920x1080 RGB frame -> JPEG q{q} data URI; median of {args.repeat} interleaved runs; "
-        f"simplejpeg {'on' if vimage._jpeg() is not None else 'not installed'}"
+        f"simplejpeg {'on' if vimage.encode.jpeg() is not None else 'not installed'}"
     )
     table(times, sizes, "pillow + base64 (baseline)")
 

@@ -398,7 +398,7 @@ def test_pillow_fallback_without_simplejpeg(monkeypatch: pytest.MonkeyPatch) -> 
     y, x = np.mgrid[0:30, 0:40]
     arr = np.stack([x * 6, y * 8, (x + y) * 3], axis=-1).astype(np.uint8)
     fast = Image.load(arr)
-    monkeypatch.setattr(vimage, "_simplejpeg", None)
+    monkeypatch.setattr(vimage.encode, "_simplejpeg", None)
     slow = Image.load(arr)
     arr[:] = 0  # the fallback must not share the caller's buffer either
     assert slow.sha256 == fast.sha256
