@@ -302,3 +302,19 @@ def test_start_loads_the_weights_before_the_first_query(tiny_dir: Path) -> None:
     model.start()
     assert getattr(provider, "_loaded", None) is not None
     model.stop()
+
+
+def test_hub_id_without_cached_weights_is_a_config_error_at_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    pytest.importorskip("transformers")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as err:
+        vlgate.create("local/nobody/no-such-vlm")
+    message = str(err.value)
+    assert "nobody/no-such-vlm" in message and "hf download nobody/no-such-vlm" in message
+    assert time.perf_counter() - started < 10  # generous: no hub retries, no network

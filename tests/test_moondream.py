@@ -142,13 +142,34 @@ def test_query_sends_the_question_to_the_query_skill(emulator: Emulator) -> None
     assert req.images[0].declared_mime == req.images[0].actual_mime
 
 
-def test_caption_goes_through_query(emulator: Emulator) -> None:
+def test_caption_goes_to_native_caption_with_length(emulator: Emulator) -> None:
     scene = make_scene(4, size=(320, 240), n_shapes=2)
-    caption = make(emulator).caption(scene.image)
+    caption = make(emulator).caption(scene.image, length="short", temperature=0.1)
     assert caption.startswith("A 320x240 image of 2 shapes")
     [req] = emulator.requests
-    assert req.path == "/moondream/v1/query"
-    assert isinstance(req.body["question"], str) and req.body["question"]
+    assert req.path == "/moondream/v1/caption"
+    assert body_without_image(req) == {
+        "length": "short",
+        "stream": False,
+        "settings": {"temperature": 0.1},
+    }
+    assert caption.dropped_params == ()
+
+
+def test_length_on_query_is_dropped_with_reason(emulator: Emulator) -> None:
+    answer = make(emulator).query(png_bytes((64, 64)), "describe", length="long")
+    [req] = emulator.requests
+    assert "length" not in req.body
+    assert answer.dropped_params == ("length",)
+    assert "caption" in answer.dropped_reasons["length"]
+
+
+def test_model_name_and_settings_reach_the_api(emulator: Emulator) -> None:
+    model = make(emulator, "moondream/moondream3-preview")
+    model.query(png_bytes((64, 64)), "describe", settings={"top_p": 0.5}, max_tokens=20)
+    [req] = emulator.requests
+    assert req.body["model"] == "moondream3-preview"
+    assert req.body["settings"] == {"top_p": 0.5, "max_tokens": 20}
 
 
 def test_png_is_sent_as_png_with_matching_type(emulator: Emulator) -> None:

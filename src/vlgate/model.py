@@ -63,7 +63,8 @@ class Answer(str):
         model: the model that answered, as the provider reported it.
         attempts: how many attempts it took (1 = no retry; 0 = served from the cache).
         latency: seconds from the first attempt to the answer.
-        dropped_params: caller parameters the provider could not take.
+        dropped_params: caller parameters the provider is known to reject (not sent).
+        dropped_reasons: why each of ``dropped_params`` was dropped.
         cached: whether it came from the response cache (then ``usage`` is zero).
     """
 
@@ -73,6 +74,7 @@ class Answer(str):
     latency: float
     finish_reason: str | None
     dropped_params: tuple[str, ...]
+    dropped_reasons: dict[str, str]
     cached: bool
 
     def __new__(
@@ -86,6 +88,7 @@ class Answer(str):
         finish_reason: str | None = None,
         dropped_params: tuple[str, ...] = (),
         cached: bool = False,
+        dropped_reasons: dict[str, str] | None = None,
     ) -> Answer:
         obj = super().__new__(cls, text)
         obj.usage = usage or Usage()
@@ -94,6 +97,7 @@ class Answer(str):
         obj.latency = latency
         obj.finish_reason = finish_reason
         obj.dropped_params = dropped_params
+        obj.dropped_reasons = dict(dropped_reasons or {})
         obj.cached = cached
         return obj
 
@@ -318,6 +322,7 @@ class VlModel:
             latency=latency,
             finish_reason=completion.finish_reason,
             dropped_params=completion.dropped_params,
+            dropped_reasons=completion.dropped_reasons,
         )
 
     async def _ask(self, image: Image, prompt: str, params: dict[str, Any]) -> Answer:
@@ -340,8 +345,19 @@ class VlModel:
         return await self._ask(await self._load(image), prompt, kwargs)
 
     async def acaption(self, image: ImageInput, **kwargs: Any) -> Answer:
-        """A short description of the image."""
-        return await self.aquery(image, self._config.caption_prompt, **kwargs)
+        """A short description of the image.
+
+        A provider with its own caption call (Moondream's ``/caption``, which takes
+        ``length="short"|"normal"|"long"``) is asked there; others get ``caption_prompt``.
+        """
+        img = await self._load(image)
+        prompt = self._config.caption_prompt
+
+        def op(e: _Engine) -> Awaitable[Answer]:
+            native = {"task": "caption"} if e.provider.native_caption else {}
+            return self._send(e, [e.encode(img)], prompt, kwargs, **native)
+
+        return await self._run(op)
 
     async def aquery_multi(
         self, image: ImageInput, prompts: Sequence[str], **kwargs: Any

@@ -19,6 +19,7 @@ from typing import Any
 
 from . import sizing
 from .config import ModelConfig
+from .errors import ConfigError
 from .image import EncodedImage, Image
 from .providers.base import ChatRequest, Message
 from .registry import Route
@@ -89,6 +90,11 @@ def build_request(
     Images come before the text, as Anthropic and Gemini recommend.
     """
     merged = {**config.params, **params}
+    headers = merged.pop("extra_headers", None) or {}
+    if not isinstance(headers, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
+        raise ConfigError("extra_headers must be a dict of header names to strings")
     first = Message("user", (*images, prompt))
     return ChatRequest(
         model=route.model,
@@ -97,6 +103,7 @@ def build_request(
         json_schema=json_schema,
         json_mode=json_mode,
         timeout=timeout if timeout is not None else config.timeout,
+        extra_headers=dict(headers),
         task=task,
         target=target,
     )

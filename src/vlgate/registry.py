@@ -23,14 +23,20 @@ from .errors import ConfigError
 
 __all__ = [
     "FAMILIES",
+    "PARAMS",
     "PROVIDERS",
     "SERVICES",
     "ImageLimits",
     "ModelFamily",
+    "Param",
+    "ParamTable",
     "ProviderSpec",
     "Route",
     "ServiceSpec",
     "family_for",
+    "gateway_route",
+    "known_prefixes",
+    "param_table",
     "resolve",
 ]
 
@@ -137,6 +143,261 @@ class Route:
     """Whether a missing key is an error before sending."""
     keyless_on_loopback: bool = False
     """Whether an ``api_base`` on loopback lifts the key requirement."""
+
+
+# --- parameters ---------------------------------------------------------------------------------
+# Where each provider takes the parameters callers pass (``query(..., top_k=5)``). One table per
+# receiving API (keyed like ``SERVICES``); ``vlgate.providers.params.place`` puts a call's
+# parameters into a body with it, whichever module builds the rest of the body.
+
+BODY = "body"
+"""Top-level key of the JSON body (what the openai SDK calls ``extra_body`` for non-OpenAI keys)."""
+IMAGE = "image"
+"""A key on every image part (OpenAI ``image_url.detail``)."""
+GENERATION = "generationConfig"
+"""A key inside Gemini's ``generationConfig``."""
+OPTIONS = "options"
+"""A key inside Ollama's ``options``."""
+SETTINGS = "settings"
+"""A key inside Moondream's ``settings``."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """Where one caller parameter goes on the wire: ``where`` (``BODY``, ``IMAGE``, a nested
+    object such as ``GENERATION``) and the wire ``key`` when it differs from the caller's name."""
+
+    where: str = BODY
+    key: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParamTable:
+    """The parameters one API takes natively, where each goes, and what it is known to reject."""
+
+    name: str
+    params: dict[str, Param]
+    rejects: dict[str, str] = field(default_factory=dict)
+    """Parameters the API is known to reject, with the reason (reported in ``dropped_params``)."""
+    unknown: str | None = None
+    """Why a parameter in neither table is dropped, for APIs that reject unknown keys; ``None``:
+    the server ignores or takes extra keys, so unknown parameters are sent top-level."""
+    variants: dict[str, dict[str, str]] = field(default_factory=dict)
+    """``{param: {value: variant}}`` for parameters that change what the model sees: the resize
+    rule and token formula named ``"<rule>@<variant>"`` apply instead (``detail="low"``)."""
+    source: str = ""
+
+    def accepts(self, name: str) -> bool:
+        """Whether ``name`` is sent (natively, or top-level on an API that takes extra keys)."""
+        return name in self.params or (name not in self.rejects and self.unknown is None)
+
+    def reason(self, name: str) -> str | None:
+        """Why ``name`` is dropped, or ``None`` when it is sent."""
+        if name in self.params:
+            return None
+        return self.rejects.get(name) or self.unknown
+
+
+def _same(where: str, *names: str) -> dict[str, Param]:
+    return {n: Param(where) for n in names}
+
+
+_OPENAI_BODY = _same(
+    BODY,
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "seed",
+    "stop",
+    "n",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "user",
+    "service_tier",
+    "reasoning_effort",
+    "verbosity",
+    "metadata",
+    "store",
+    "response_format",
+    "prediction",
+    "prompt_cache_key",
+    "safety_identifier",
+)
+_OPENAI_REJECTS = {
+    "top_k": "OpenAI chat completions has no top_k (400 unrecognized request argument)",
+    "min_p": "OpenAI chat completions has no min_p (400 unrecognized request argument)",
+    "repetition_penalty": "OpenAI has no repetition_penalty; use frequency_penalty",
+}
+_NO_ANTHROPIC = "Anthropic Messages has no {}; the API rejects extra inputs (400)"
+_NO_GEMINI = "Gemini generateContent has no {} (400 Unknown name)"
+
+PARAMS: dict[str, ParamTable] = {
+    t.name: t
+    for t in [
+        ParamTable(
+            name="openai",
+            params={**_OPENAI_BODY, "detail": Param(IMAGE)},
+            rejects=_OPENAI_REJECTS,
+            unknown="not an OpenAI chat-completions parameter (400 unrecognized request argument)",
+            variants={"detail": {"low": "low"}},
+            source="openai-openapi CreateChatCompletionRequest; image_url.detail auto/low/high",
+        ),
+        ParamTable(
+            name="azure",
+            params={**_OPENAI_BODY, "detail": Param(IMAGE)},
+            rejects=_OPENAI_REJECTS,
+            unknown="not an Azure OpenAI chat-completions parameter",
+            variants={"detail": {"low": "low"}},
+            source="Azure OpenAI follows OpenAI's chat-completions schema",
+        ),
+        ParamTable(
+            name="dashscope",
+            params={
+                **_OPENAI_BODY,
+                **_same(
+                    BODY,
+                    "top_k",
+                    "repetition_penalty",
+                    "vl_high_resolution_images",
+                    "enable_thinking",
+                    "thinking_budget",
+                ),
+            },
+            variants={"vl_high_resolution_images": {"True": "high"}},
+            source="alibabacloud.com model-studio/vision (vl_high_resolution_images) and "
+            "compatible-mode extra_body parameters",
+        ),
+        ParamTable(
+            name="vllm",
+            params={
+                **_OPENAI_BODY,
+                "detail": Param(IMAGE),
+                **_same(
+                    BODY,
+                    "top_k",
+                    "min_p",
+                    "repetition_penalty",
+                    "min_tokens",
+                    "mm_processor_kwargs",
+                    "guided_json",
+                    "guided_regex",
+                    "guided_choice",
+                    "guided_grammar",
+                    "structured_outputs",
+                    "chat_template_kwargs",
+                    "skip_special_tokens",
+                ),
+            },
+            source="docs.vllm.ai OpenAI-compatible server, extra parameters (extra keys ignored)",
+        ),
+        ParamTable(
+            name="ollama",
+            params={
+                **_OPENAI_BODY,
+                **_same(BODY, "options", "keep_alive", "think", "top_k", "min_p", "num_ctx"),
+            },
+            source="ollama openai-compatibility docs; /v1 ignores keys it does not know",
+        ),
+        ParamTable(
+            name="anthropic",
+            params={
+                **_same(
+                    BODY,
+                    "temperature",
+                    "top_p",
+                    "top_k",
+                    "max_tokens",
+                    "thinking",
+                    "metadata",
+                    "service_tier",
+                    "output_config",
+                    "stop_sequences",
+                ),
+                "stop": Param(BODY, "stop_sequences"),
+                "max_completion_tokens": Param(BODY, "max_tokens"),
+            },
+            rejects={
+                n: _NO_ANTHROPIC.format(n)
+                for n in (
+                    "seed",
+                    "n",
+                    "presence_penalty",
+                    "frequency_penalty",
+                    "logit_bias",
+                    "logprobs",
+                    "top_logprobs",
+                    "min_p",
+                )
+            }
+            | {"detail": "Anthropic has no per-image detail; use auto_resize to send fewer pixels"},
+            unknown="not an Anthropic Messages parameter (400 extra inputs are not permitted)",
+            source="anthropic-sdk-python types/message_create_params.py",
+        ),
+        ParamTable(
+            name="gemini",
+            params={
+                "temperature": Param(GENERATION),
+                "top_p": Param(GENERATION, "topP"),
+                "top_k": Param(GENERATION, "topK"),
+                "max_tokens": Param(GENERATION, "maxOutputTokens"),
+                "max_completion_tokens": Param(GENERATION, "maxOutputTokens"),
+                "stop": Param(GENERATION, "stopSequences"),
+                "seed": Param(GENERATION),
+                "n": Param(GENERATION, "candidateCount"),
+                "presence_penalty": Param(GENERATION, "presencePenalty"),
+                "frequency_penalty": Param(GENERATION, "frequencyPenalty"),
+                "media_resolution": Param(GENERATION, "mediaResolution"),
+                "thinking_config": Param(GENERATION, "thinkingConfig"),
+                "safety_settings": Param(BODY, "safetySettings"),
+                "cached_content": Param(BODY, "cachedContent"),
+            },
+            rejects={
+                n: _NO_GEMINI.format(n) for n in ("logit_bias", "user", "min_p", "service_tier")
+            }
+            | {"detail": "Gemini has no per-image detail; use media_resolution"},
+            unknown="not a Gemini generateContent parameter (400 Unknown name)",
+            variants={
+                "media_resolution": {
+                    "MEDIA_RESOLUTION_LOW": "low",
+                    "MEDIA_RESOLUTION_MEDIUM": "medium",
+                    "MEDIA_RESOLUTION_HIGH": "high",
+                }
+            },
+            source="python-genai types.py GenerationConfig / GenerateContentConfig",
+        ),
+        ParamTable(
+            name="moondream",
+            params={
+                "temperature": Param(SETTINGS),
+                "top_p": Param(SETTINGS),
+                "max_tokens": Param(SETTINGS),
+                "max_completion_tokens": Param(SETTINGS, "max_tokens"),
+                "max_new_tokens": Param(SETTINGS, "max_tokens"),
+                "max_objects": Param(SETTINGS),
+                "settings": Param(BODY),
+                "length": Param(BODY),
+                "reasoning": Param(BODY),
+            },
+            unknown="not a Moondream skill parameter (settings: temperature, top_p, max_tokens)",
+            source="moondream-python types.py SamplingSettings; docs api caption (length)",
+        ),
+    ]
+}
+"""Parameter tables by API name (the service, or ``None`` for LiteLLM's own list)."""
+
+
+def param_table(service: str) -> ParamTable | None:
+    """The parameter table of a service, or ``None`` when vlgate has none (LiteLLM decides).
+
+    Example:
+        >>> param_table("anthropic").reason("seed")
+        'Anthropic Messages has no seed; the API rejects extra inputs (400)'
+    """
+    return PARAMS.get(service)
 
 
 # --- services ---------------------------------------------------------------------------------
@@ -315,6 +576,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
     ]
 }
 
+
 # LiteLLM prefixes -> the service whose image limits apply, and the env vars its key lives in.
 @dataclass(frozen=True)
 class GatewayRoute:
@@ -326,10 +588,12 @@ class GatewayRoute:
     """False where the credentials come from a chain (AWS, Google Cloud) or a local server."""
     keyless_on_loopback: bool = False
     """A server on this machine (``api_base`` on loopback) needs no key."""
+    extra_body_as_kwargs: bool = False
+    """LiteLLM sends ``extra_body`` literally for this provider: pass its keys as kwargs."""
 
 
 LITELLM_SERVICES: dict[str, GatewayRoute] = {
-    "anthropic": GatewayRoute("anthropic", ("ANTHROPIC_API_KEY",)),
+    "anthropic": GatewayRoute("anthropic", ("ANTHROPIC_API_KEY",), extra_body_as_kwargs=True),
     "gemini": GatewayRoute("gemini", ("GEMINI_API_KEY", "GOOGLE_API_KEY")),
     "vertex_ai": GatewayRoute("vertex_ai", needs_key=False),
     "bedrock": GatewayRoute("bedrock", ("AWS_ACCESS_KEY_ID",), needs_key=False),
@@ -342,6 +606,13 @@ LITELLM_SERVICES: dict[str, GatewayRoute] = {
     "dashscope": GatewayRoute("dashscope", ("DASHSCOPE_API_KEY",)),
 }
 _UNKNOWN_GATEWAY_ROUTE = GatewayRoute("generic", needs_key=False)
+
+
+def gateway_route(litellm_model: str) -> GatewayRoute:
+    """What a LiteLLM model string's prefix means for limits, keys and parameters."""
+    prefix = litellm_model.partition("/")[0] if "/" in litellm_model else "openai"
+    return LITELLM_SERVICES.get(prefix, _UNKNOWN_GATEWAY_ROUTE)
+
 
 # --- model families ---------------------------------------------------------------------------
 # Order matters only where patterns overlap: the first match wins, so specific rows come first.
@@ -487,6 +758,16 @@ def family_for(model: str, override: str | None = None) -> ModelFamily:
     return FAMILIES["generic"]
 
 
+def known_prefixes() -> list[str]:
+    """Model-string prefixes vlgate routes itself (``litellm/`` reaches any other LiteLLM model).
+
+    Example:
+        >>> "anthropic" in known_prefixes() and "litellm" in known_prefixes()
+        True
+    """
+    return sorted(set(PROVIDERS) | set(LITELLM_SERVICES))
+
+
 # Short names from the design vlgate grew from: create("openai"), create("qwen").
 _SHORT_NAMES = {"openai", "qwen", "ollama", "vllm", "litellm", "moondream"}
 
@@ -532,9 +813,13 @@ def resolve(model: str, *, family: str | None = None) -> Route:
             needs_key=spec.needs_key,
             keyless_on_loopback=spec.keyless_on_loopback,
         )
+    if prefix != "litellm" and prefix not in LITELLM_SERVICES:
+        raise ConfigError(
+            f"unknown provider prefix {prefix!r} in {model!r}; known prefixes: "
+            f"{', '.join(known_prefixes())}. Any other LiteLLM model: 'litellm/{model}'"
+        )
     litellm_model = rest if prefix == "litellm" else model
-    lprefix = litellm_model.partition("/")[0] if "/" in litellm_model else "openai"
-    gateway = LITELLM_SERVICES.get(lprefix, _UNKNOWN_GATEWAY_ROUTE)
+    gateway = gateway_route(litellm_model)
     spec = PROVIDERS["litellm"]
     return Route(
         model=litellm_model,

@@ -106,6 +106,8 @@ class Completion:
     model: str | None = None
     finish_reason: str | None = None
     dropped_params: tuple[str, ...] = ()
+    dropped_reasons: dict[str, str] = field(default_factory=dict)
+    """Why each dropped parameter was dropped (the API is known to reject it)."""
 
 
 def split_params(
@@ -181,6 +183,10 @@ class Provider(ABC):
     native_grounding: bool = False
     """Whether the provider has its own detect/point calls (Moondream). When true, requests with
     ``task`` set go there; the answer's text is in the family's own convention."""
+
+    native_caption: bool = False
+    """Whether the provider has its own caption call (Moondream ``/caption``): requests with
+    ``task="caption"`` go there."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release connections held for the current event loop."""

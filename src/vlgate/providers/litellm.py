@@ -16,7 +16,9 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
+from ..registry import IMAGE, gateway_route, param_table
 from .base import ChatRequest, Completion, Provider, Usage, response_format, to_openai_messages
+from .params import EXTRA_BODY, openai_image_parts
 
 if TYPE_CHECKING:
     from ..config import ModelConfig
@@ -38,6 +40,8 @@ def _require_installed() -> None:
 def load_litellm() -> ModuleType:
     """Import LiteLLM once, offline: its cost map comes from the wheel, never the network."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    # LiteLLM would otherwise fetch Anthropic's beta-header table from the network per request.
+    os.environ.setdefault("LITELLM_LOCAL_ANTHROPIC_BETA_HEADERS", "True")
     try:
         import litellm
     except ImportError as exc:  # pragma: no cover - guarded by _require_installed
@@ -56,31 +60,64 @@ class LiteLLMProvider(Provider):
         _require_installed()
         super().__init__(route, config, api_key, api_base)
         self._supported: frozenset[str] | None = None
+        self._gateway = gateway_route(route.model)
 
-    def _supported_params(self, litellm: ModuleType) -> frozenset[str] | None:
+    def _supported_params(self, litellm: ModuleType) -> frozenset[str]:
+        """The OpenAI-style parameters LiteLLM translates for this model itself."""
         if self._supported is None:
             try:
                 got = litellm.get_supported_openai_params(model=self.route.model)
-            except Exception:  # unknown model: let drop_params decide
+            except Exception:  # unknown model: only the provider's own table decides
                 got = None
-            self._supported = frozenset(got) if got else frozenset()
-        return self._supported or None
+            self._supported = frozenset(got or ())
+        return self._supported
+
+    def _split(
+        self, params: dict[str, Any], litellm: ModuleType
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+        """``(kwargs, image-part keys, dropped)``. LiteLLM translates its OpenAI-style list; the
+        service's native parameters (Anthropic ``top_k``, Gemini ``safety_settings``...) pass
+        through as provider kwargs, which LiteLLM forwards into the body."""
+        supported = self._supported_params(litellm)
+        table = param_table(self.route.service.name)
+        kwargs: dict[str, Any] = {}
+        image: dict[str, Any] = {}
+        dropped: dict[str, str] = {}
+        for name, value in params.items():
+            spec = table.params.get(name) if table is not None else None
+            if spec is not None and spec.where == IMAGE:
+                image[spec.key or name] = value
+            elif name == EXTRA_BODY or name in supported:
+                kwargs[name] = value
+            elif table is not None:
+                reason = table.reason(name)
+                if reason is None:
+                    kwargs[name] = value
+                else:
+                    dropped[name] = reason
+            elif supported:
+                dropped[name] = f"LiteLLM lists no {name} for {self.route.model}"
+            else:
+                kwargs[name] = value
+        if dropped:
+            log.debug("%s does not take %s; dropped", self.route.model, ", ".join(sorted(dropped)))
+        extra = kwargs.pop(EXTRA_BODY, None)
+        if isinstance(extra, dict) and self._gateway.extra_body_as_kwargs:
+            kwargs.update(extra)
+        elif extra is not None:
+            kwargs[EXTRA_BODY] = extra
+        return kwargs, image, dropped
 
     def _kwargs(
         self, request: ChatRequest, litellm: ModuleType
-    ) -> tuple[dict[str, Any], tuple[str, ...]]:
-        params = dict(request.params)
-        supported = self._supported_params(litellm)
-        dropped: tuple[str, ...] = ()
-        if supported is not None:
-            dropped = tuple(sorted(k for k in params if k not in supported))
-            if dropped:
-                log.debug("%s does not take %s; dropped", self.route.model, ", ".join(dropped))
-                for k in dropped:
-                    params.pop(k)
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        params, image, dropped = self._split(dict(request.params), litellm)
+        messages = to_openai_messages(request)
+        for part in openai_image_parts(messages):
+            part.update(image)
         kwargs: dict[str, Any] = {
             "model": request.model,
-            "messages": to_openai_messages(request),
+            "messages": messages,
             "drop_params": True,
             "num_retries": 0,
             "max_retries": 0,
@@ -133,7 +170,8 @@ class LiteLLMProvider(Provider):
             usage=usage,
             model=getattr(resp, "model", None),
             finish_reason=choices[0].finish_reason if choices else None,
-            dropped_params=dropped,
+            dropped_params=tuple(sorted(dropped)),
+            dropped_reasons=dropped,
         )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[str]:

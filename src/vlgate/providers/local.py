@@ -1,8 +1,9 @@
 """In-process local models: a Hugging Face transformers VLM on this machine's GPU or CPU.
 
 ``vlgate.create("local/Qwen/Qwen2.5-VL-3B-Instruct")`` or ``create("local//models/my-vlm")`` runs
-the model inside the Python process: no server, no network once the weights are on disk (a
-directory is loaded with ``local_files_only``). torch and transformers are imported on the first
+the model inside the Python process: no server, never any network: a directory is read as it is
+and a hub id must already be in the Hugging Face cache (``hf download <id>``), else ``create()``
+raises :class:`~vlgate.ConfigError` at once. torch and transformers are imported on the first
 request or on :meth:`LocalProvider.warmup`, never by ``import vlgate`` or ``create()``; the model is
 loaded once per provider, and generation runs in a worker thread, one at a time, so the event
 loop stays free while the GPU works.
@@ -232,6 +233,26 @@ def _local_dir(model_id: str) -> Path | None:
     return None
 
 
+def _check_cached(model_id: str, revision: str | None) -> None:
+    """Raise ConfigError at once when a hub id has no weights in the local Hugging Face cache.
+
+    Loading never downloads: a missing model would otherwise retry the hub for minutes.
+    """
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(model_id, "config.json", revision=revision)
+    except Exception:  # an invalid repo id; from_pretrained reports it on load
+        return
+    if not isinstance(found, str):
+        rev = f" --revision {revision}" if revision else ""
+        raise errors.ConfigError(
+            f"local model {model_id!r} is not in the Hugging Face cache and vlgate never "
+            f"downloads at run time; fetch it first: hf download {model_id}{rev} "
+            "(or pass local/<directory>)"
+        )
+
+
 @dataclass
 class _Loaded:
     processor: Any
@@ -315,6 +336,8 @@ class LocalProvider(Provider):
         self.options = LocalOptions.from_config(config)
         self.model_id = route.model
         self._dir = _local_dir(self.model_id)
+        if self._dir is None:
+            _check_cached(self.model_id, self.options.revision)
         self._loaded: _Loaded | None = None
         self._load_lock = threading.Lock()
         # A GPU model is not reentrant: one generation at a time, across every event loop.
@@ -347,9 +370,9 @@ class LocalProvider(Provider):
         common: dict[str, Any] = {"trust_remote_code": opts.trust_remote_code}
         if opts.revision is not None:
             common["revision"] = opts.revision
-        if self._dir is not None:
-            # A directory on disk: never ask the hub (what HF_HUB_OFFLINE=1 does, per call).
-            common["local_files_only"] = True
+        # Never ask the hub at run time (what HF_HUB_OFFLINE=1 does, per call): a directory is
+        # read as it is, a hub id from the local cache create() found it in.
+        common["local_files_only"] = True
         started = time.perf_counter()
         try:
             processor = tf.AutoProcessor.from_pretrained(source, **common, **opts.processor_kwargs)

@@ -35,8 +35,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from .. import errors
+from ..registry import PARAMS
 from ..runtime.loop import PerLoop
-from .base import ChatRequest, Completion, Provider, Usage, split_params
+from .base import ChatRequest, Completion, Provider, Usage
+from .params import place
 
 if TYPE_CHECKING:
     from ..config import ModelConfig
@@ -44,22 +46,13 @@ if TYPE_CHECKING:
 
 __all__ = ["MoondreamProvider"]
 
-# Caller parameter -> key in Moondream's ``settings`` (moondream-python types.py SamplingSettings).
-_SETTINGS: dict[str, str] = {
-    "temperature": "temperature",
-    "top_p": "top_p",
-    "max_tokens": "max_tokens",
-    "max_completion_tokens": "max_tokens",
-    "max_new_tokens": "max_tokens",
-    "max_objects": "max_objects",
-}
-_SUPPORTED = frozenset(_SETTINGS)
-
 # Grounding task -> (endpoint, key of the answer list).
 _SKILLS: dict[str, tuple[str, str]] = {
     "detect": ("detect", "objects"),
     "point": ("point", "points"),
 }
+_CAPTION = "caption"
+_TEXT_KEYS = frozenset({"caption"})
 
 _AUTH_HEADER = "X-Moondream-Auth"
 
@@ -68,6 +61,7 @@ class MoondreamProvider(Provider):
     """Moondream cloud or Moondream Station through its skill endpoints."""
 
     native_grounding = True
+    native_caption = True
 
     def __init__(
         self, route: Route, config: ModelConfig, api_key: str | None, api_base: str | None
@@ -97,21 +91,23 @@ class MoondreamProvider(Provider):
     def _clean(self, text: str) -> str:
         return errors.redact(text, self._api_key)
 
-    def _body(
-        self, request: ChatRequest
-    ) -> tuple[str, str | None, dict[str, Any], tuple[str, ...]]:
-        """(endpoint, answer key or None for /query, JSON body, dropped parameter names)."""
+    def _body(self, request: ChatRequest) -> tuple[str, str | None, dict[str, Any], dict[str, str]]:
+        """(endpoint, answer key or None for /query, JSON body, {dropped parameter: reason})."""
         images = request.images
         if len(images) > 1:
             raise errors.ConfigError(
                 f"Moondream takes one image per call, got {len(images)}; use query_batch for "
                 "one answer per image"
             )
-        params, dropped = split_params(request.params, _SUPPORTED, self.route.provider.name)
         body: dict[str, Any] = {}
         if images:
             body["image_url"] = images[0].data_uri
-        if request.task is not None:
+        if request.task == _CAPTION:
+            if not images:
+                raise errors.ConfigError("caption needs an image")
+            endpoint, key = _CAPTION, "caption"
+            body["stream"] = False
+        elif request.task is not None:
             if request.task not in _SKILLS:
                 raise errors.ConfigError(f"Moondream has no {request.task!r} skill")
             if not request.target or not request.target.strip():
@@ -124,12 +120,16 @@ class MoondreamProvider(Provider):
             endpoint, key = "query", None
             body["question"] = _question(request)
             body["stream"] = False
-        settings = {_SETTINGS[k]: v for k, v in params.items()}
-        if settings:
-            body["settings"] = settings
+        params = dict(request.params)
+        if endpoint != _CAPTION and "length" in params:
+            params.pop("length")
+            reasons = {"length": "only Moondream's /caption takes length"}
+        else:
+            reasons = {}
+        reasons.update(place(body, params, PARAMS["moondream"]))
         if self._model_field is not None:
             body["model"] = self._model_field
-        return endpoint, key, body, dropped
+        return endpoint, key, body, reasons
 
     def _status_error(self, status: int, headers: httpx.Headers, raw: bytes) -> errors.VlgateError:
         message, body = _error_message(raw, status)
@@ -187,7 +187,14 @@ class MoondreamProvider(Provider):
             err.retryable = True
             raise err
         usage = Usage(requests=1)
-        if key is not None:
+        if key is not None and key in _TEXT_KEYS:
+            answer = data.get(key)
+            if not isinstance(answer, str) or not answer:
+                err3 = errors.ResponseError("the model returned an empty caption", raw=resp.text)
+                err3.retryable = True  # type: ignore[attr-defined]
+                raise err3
+            text = answer
+        elif key is not None:
             found = data.get(key)
             if not isinstance(found, list):
                 raise errors.ResponseError(
@@ -207,11 +214,12 @@ class MoondreamProvider(Provider):
             usage=usage,
             model=data.get("model") if isinstance(data.get("model"), str) else self.route.model,
             finish_reason="stop",
-            dropped_params=dropped,
+            dropped_params=tuple(sorted(dropped)),
+            dropped_reasons=dropped,
         )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
-        if request.task is not None:
+        if request.task is not None and request.task != _CAPTION:
             # Detect/point answers are one JSON object; there is nothing to stream.
             completion = await self.complete(request)
             yield completion.text
@@ -230,7 +238,9 @@ class MoondreamProvider(Provider):
                 if resp.headers.get("content-type", "").startswith("application/json"):
                     # A server that ignores "stream": one JSON answer.
                     data = json.loads(await resp.aread())
-                    answer = data.get("answer") if isinstance(data, dict) else None
+                    answer = (
+                        data.get("answer", data.get("caption")) if isinstance(data, dict) else None
+                    )
                     if isinstance(answer, str) and answer:
                         yield answer
                     return

@@ -15,6 +15,7 @@ from openai import AsyncStream
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from .. import errors
+from ..registry import PARAMS, param_table
 from ..runtime.loop import PerLoop
 from ._errors import map_openai_error
 from .base import (
@@ -23,51 +24,15 @@ from .base import (
     Provider,
     Usage,
     response_format,
-    split_params,
     to_openai_messages,
 )
+from .params import openai_image_parts, place
 
 if TYPE_CHECKING:
     from ..config import ModelConfig
     from ..registry import Route
 
 __all__ = ["OpenAICompatProvider"]
-
-# Top-level chat-completions parameters the OpenAI API takes.
-_OPENAI_PARAMS = frozenset(
-    {
-        "temperature",
-        "top_p",
-        "max_tokens",
-        "max_completion_tokens",
-        "seed",
-        "stop",
-        "n",
-        "presence_penalty",
-        "frequency_penalty",
-        "logit_bias",
-        "logprobs",
-        "top_logprobs",
-        "user",
-        "service_tier",
-        "reasoning_effort",
-        "metadata",
-        "store",
-        "response_format",
-    }
-)
-
-# Parameters a server takes outside the OpenAI schema; sent in the body via ``extra_body``.
-_EXTRA_BODY_PARAMS: dict[str, frozenset[str]] = {
-    "openai": frozenset(),
-    "qwen": frozenset(
-        {"top_k", "repetition_penalty", "vl_high_resolution_images", "enable_thinking"}
-    ),
-    "ollama": frozenset({"top_k", "repeat_penalty", "num_ctx", "keep_alive", "min_p"}),
-    "vllm": frozenset(
-        {"top_k", "min_p", "repetition_penalty", "guided_json", "mm_processor_kwargs", "min_tokens"}
-    ),
-}
 
 # A placeholder the SDK needs for keyless local servers; such servers ignore it.
 _NO_KEY = "EMPTY"
@@ -84,9 +49,7 @@ class OpenAICompatProvider(Provider):
         self, route: Route, config: ModelConfig, api_key: str | None, api_base: str | None
     ) -> None:
         super().__init__(route, config, api_key, api_base)
-        name = route.provider.name
-        self._extra_body_params = _EXTRA_BODY_PARAMS.get(name, frozenset())
-        self._supported = _OPENAI_PARAMS | self._extra_body_params
+        self._params = param_table(route.service.name) or PARAMS["vllm"]
         self._clients = PerLoop(self._new_client, close=_close_client)
 
     def _client(self) -> openai.AsyncOpenAI:
@@ -104,14 +67,13 @@ class OpenAICompatProvider(Provider):
             http_client=openai.DefaultAioHttpClient(timeout=self.config.timeout),
         )
 
-    def _body(self, request: ChatRequest) -> tuple[dict[str, Any], tuple[str, ...]]:
-        """The JSON body as sent: OpenAI parameters plus the server's own ones, top level."""
-        params, dropped = split_params(request.params, self._supported, self.route.provider.name)
-        body: dict[str, Any] = {
-            "model": request.model,
-            "messages": to_openai_messages(request),
-            **params,
-        }
+    def _body(self, request: ChatRequest) -> tuple[dict[str, Any], dict[str, str]]:
+        """The JSON body as sent: each parameter where the server's table puts it."""
+        messages = to_openai_messages(request)
+        body: dict[str, Any] = {"model": request.model, "messages": messages}
+        dropped = place(
+            body, request.params, self._params, image_parts=openai_image_parts(messages)
+        )
         fmt = response_format(request)
         if fmt is not None and (request.json_schema is not None or "response_format" not in body):
             body["response_format"] = fmt
@@ -176,7 +138,8 @@ class OpenAICompatProvider(Provider):
             usage=usage,
             model=data.get("model"),
             finish_reason=choice.get("finish_reason"),
-            dropped_params=dropped,
+            dropped_params=tuple(sorted(dropped)),
+            dropped_reasons=dropped,
         )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[str]:

@@ -1,0 +1,161 @@
+"""Every provider's native parameters arrive on the wire where the provider takes them.
+
+One test per provider: parameters from the registry's table (``vlgate.registry.PARAMS``) are
+passed to a call, and the body the emulator recorded is checked key by key. Parameters a
+provider is known to reject are dropped with the reason on the answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import vlgate
+from vlgate.registry import PARAMS
+from vlgate.testing import Emulator
+
+from .conftest import KEY, png_bytes
+
+
+def make(emu: Emulator, model: str, base: str | None = None, **kw: Any) -> vlgate.VlModel:
+    kw.setdefault("api_key", KEY)
+    kw.setdefault("api_base", base or emu.openai_base)
+    kw.setdefault("backoff_base", 0.0)
+    kw.setdefault("max_retries", 0)
+    return vlgate.create(model, **kw)
+
+
+def image_parts(body: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        item["image_url"]
+        for msg in body["messages"]
+        if isinstance(msg.get("content"), list)
+        for item in msg["content"]
+        if item.get("type") == "image_url"
+    ]
+
+
+def test_openai_detail_reasoning_service_tier_and_escape_hatches(emulator: Emulator) -> None:
+    model = make(emulator, "openai/gpt-4o")
+    answer = model.query(
+        png_bytes(),
+        "describe",
+        detail="low",
+        reasoning_effort="low",
+        service_tier="flex",
+        extra_body={"metadata": {"run": "7"}},
+        extra_headers={"X-Trace": "abc"},
+        top_k=5,
+    )
+    [req] = emulator.requests
+    assert [p["detail"] for p in image_parts(req.body)] == ["low"]
+    assert req.images[0].detail == "low"
+    assert req.body["reasoning_effort"] == "low"
+    assert req.body["service_tier"] == "flex"
+    assert req.body["metadata"] == {"run": "7"}
+    assert req.headers["x-trace"] == "abc"
+    assert "detail" not in req.body and "extra_body" not in req.body
+    assert "top_k" not in req.body
+    assert answer.dropped_params == ("top_k",)
+    assert "no top_k" in answer.dropped_reasons["top_k"]
+
+
+def test_openai_detail_as_a_model_option_reaches_every_image(emulator: Emulator) -> None:
+    model = make(emulator, "openai/gpt-4o", params={"detail": "high"})
+    model.query_images([png_bytes(), png_bytes((32, 32))], "compare")
+    [req] = emulator.requests
+    assert [p["detail"] for p in image_parts(req.body)] == ["high", "high"]
+
+
+def test_qwen_dashscope_extra_body_keys_arrive_top_level(emulator: Emulator) -> None:
+    model = make(emulator, "qwen/qwen-vl-max")
+    answer = model.query(
+        png_bytes(), "describe", vl_high_resolution_images=True, enable_thinking=False, top_k=3
+    )
+    [req] = emulator.requests
+    assert req.body["vl_high_resolution_images"] is True
+    assert req.body["enable_thinking"] is False
+    assert req.body["top_k"] == 3
+    assert answer.dropped_params == ()
+
+
+def test_vllm_sampling_processor_and_guided_decoding_keys(emulator: Emulator) -> None:
+    model = make(emulator, "vllm/Qwen/Qwen2.5-VL-7B-Instruct")
+    model.query(
+        png_bytes(),
+        "describe",
+        top_k=20,
+        min_p=0.05,
+        mm_processor_kwargs={"max_pixels": 1003520},
+        guided_json={"type": "object"},
+        extra_body={"repetition_penalty": 1.05},
+    )
+    [req] = emulator.requests
+    assert req.body["top_k"] == 20 and req.body["min_p"] == 0.05
+    assert req.body["mm_processor_kwargs"] == {"max_pixels": 1003520}
+    assert req.body["guided_json"] == {"type": "object"}
+    assert req.body["repetition_penalty"] == 1.05
+
+
+def test_ollama_options_keep_alive_and_think(emulator: Emulator) -> None:
+    model = make(emulator, "ollama/qwen2.5vl:7b", base=emulator.ollama_base)
+    model.query(png_bytes(), "describe", options={"num_ctx": 8192}, keep_alive="10m", think=False)
+    [req] = emulator.requests
+    assert req.body["options"] == {"num_ctx": 8192}
+    assert req.body["keep_alive"] == "10m"
+    assert req.body["think"] is False
+
+
+def test_every_table_row_names_a_known_placement() -> None:
+    places = {"body", "image", "generationConfig", "options", "settings"}
+    for table in PARAMS.values():
+        for name, spec in table.params.items():
+            assert spec.where in places, (table.name, name)
+            assert name not in table.rejects, (table.name, name)
+
+
+@pytest.mark.litellm
+def test_anthropic_top_k_thinking_and_extra_body_through_litellm(emulator: Emulator) -> None:
+    model = make(emulator, "anthropic/claude-sonnet-4-5", base=emulator.url)
+    answer = model.query(
+        png_bytes(),
+        "describe",
+        top_k=5,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        max_tokens=2048,
+        extra_body={"metadata": {"user_id": "u1"}},
+        seed=3,
+        detail="low",
+    )
+    [req] = emulator.requests
+    assert req.protocol == "anthropic"
+    assert req.body["top_k"] == 5
+    assert req.body["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    assert req.body["metadata"] == {"user_id": "u1"}
+    assert "seed" not in req.body and "extra_body" not in req.body
+    assert answer.dropped_params == ("detail", "seed")
+    assert "Anthropic" in answer.dropped_reasons["seed"]
+
+
+@pytest.mark.litellm
+def test_gemini_media_resolution_thinking_and_safety_through_litellm(emulator: Emulator) -> None:
+    model = make(emulator, "gemini/gemini-2.5-flash", base=emulator.url)
+    safety = [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}]
+    answer = model.query(
+        png_bytes(),
+        "describe",
+        media_resolution="MEDIA_RESOLUTION_LOW",
+        thinking_config={"thinkingBudget": 0},
+        safety_settings=safety,
+        top_k=8,
+    )
+    [req] = emulator.requests
+    assert req.protocol == "gemini"
+    gc = req.body["generationConfig"]
+    # proto3 JSON takes snake_case and lowerCamelCase alike.
+    assert gc.get("mediaResolution", gc.get("media_resolution")) == "MEDIA_RESOLUTION_LOW"
+    assert gc.get("thinkingConfig", gc.get("thinking_config")) == {"thinkingBudget": 0}
+    assert gc.get("topK", gc.get("top_k")) == 8
+    assert req.body["safetySettings"] == safety
+    assert answer.dropped_params == ()
