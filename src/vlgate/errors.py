@@ -12,6 +12,13 @@
 
 Caller mistakes (``ConfigError``, ``ImageError``) are raised before anything is sent.
 Messages never contain API keys: provider messages are passed through ``redact()`` first.
+
+Two flags are declared on every error (class defaults, overridable per instance):
+
+* ``retryable`` — a transient failure worth another attempt (429, 5xx, 408, timeouts, connection
+  errors, malformed or empty answers). ``runtime.retry`` retries exactly these.
+* ``client_side`` — raised by vlgate itself before sending (the client-side rate limiter): no
+  fault of the route, so a model with fallbacks moves on without putting the route in cooldown.
 """
 
 from __future__ import annotations
@@ -54,7 +61,15 @@ def redact(text: str, *secrets: str | None) -> str:
 
 
 class VlgateError(Exception):
-    """Root of every error vlgate raises."""
+    """Root of every error vlgate raises.
+
+    Attributes:
+        retryable: whether another attempt may succeed (see the module docstring).
+        client_side: raised by vlgate before anything was sent (no fault of the provider).
+    """
+
+    retryable: bool = False
+    client_side: bool = False
 
 
 class ConfigError(VlgateError):
@@ -72,9 +87,10 @@ class ResponseError(VlgateError):
         raw: the text the model returned, for inspection.
     """
 
-    def __init__(self, message: str, *, raw: str | None = None) -> None:
+    def __init__(self, message: str, *, raw: str | None = None, retryable: bool = False) -> None:
         super().__init__(message)
         self.raw = raw
+        self.retryable = retryable
 
 
 class ProviderError(VlgateError):
@@ -85,10 +101,10 @@ class ProviderError(VlgateError):
         provider: the provider name (``openai``, ``litellm``, ...).
         model: the model string that was asked.
         body: the provider's error body (already redacted), when there was one.
-        attempts: how many attempts were made before giving up.
+        attempts: how many attempts were made before giving up (written by the retry layer).
+        retryable: defaults to the status (408, 409, 5xx) or the class (429, timeouts,
+            connection errors); ``retryable=True`` marks e.g. a malformed 200 body.
     """
-
-    retryable: bool = False
 
     def __init__(
         self,
@@ -99,6 +115,7 @@ class ProviderError(VlgateError):
         model: str | None = None,
         body: Any = None,
         attempts: int = 1,
+        retryable: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -106,7 +123,9 @@ class ProviderError(VlgateError):
         self.model = model
         self.body = body
         self.attempts = attempts
-        if status is not None and (status == 408 or status == 409 or status >= 500):
+        if retryable is not None:
+            self.retryable = retryable
+        elif status is not None and (status == 408 or status == 409 or status >= 500):
             self.retryable = True
 
     def __str__(self) -> str:
@@ -114,7 +133,8 @@ class ProviderError(VlgateError):
         parts = [p for p in (self.provider, self.model) if p]
         where = f" [{' '.join(parts)}]" if parts else ""
         status = f" (HTTP {self.status})" if self.status is not None else ""
-        return f"{base}{status}{where}"
+        tries = f" after {self.attempts} attempts" if self.attempts > 1 else ""
+        return f"{base}{status}{tries}{where}"
 
 
 class AuthError(ProviderError):
@@ -122,14 +142,27 @@ class AuthError(ProviderError):
 
 
 class RateLimitError(ProviderError):
-    """The provider is rate limiting (429). ``retry_after`` is in seconds, when given."""
+    """The provider is rate limiting (429). ``retry_after`` is in seconds, when given.
+
+    ``client_side=True``: vlgate's own limiter refused to wait that long; nothing was sent, and
+    it is not retried (the wait would only grow) but a model with fallbacks tries the next one.
+    """
 
     retryable = True
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        client_side: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if client_side:
+            kwargs.setdefault("retryable", False)
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
-        self.retryable = True
+        self.client_side = client_side
 
 
 class TimeoutError(ProviderError, builtins.TimeoutError):
@@ -137,16 +170,8 @@ class TimeoutError(ProviderError, builtins.TimeoutError):
 
     retryable = True
 
-    def __init__(self, message: str, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.retryable = True
-
 
 class ConnectionError(ProviderError):
-    """The connection could not be made or was reset."""
+    """The connection could not be made (refused, DNS failure) or was reset mid-answer."""
 
     retryable = True
-
-    def __init__(self, message: str, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.retryable = True

@@ -44,7 +44,7 @@ from .registry import Route, resolve
 from .runtime.cache import open_cache, request_key
 from .runtime.limiter import RateLimiter
 from .runtime.loop import PerLoop, close_at_exit, iterate_sync, run_sync
-from .runtime.retry import is_retryable, with_retries
+from .runtime.retry import with_retries
 from .runtime.watch import FrameWatch, SyncFrameWatch
 from .tokens import cost_of, request_tokens
 
@@ -221,10 +221,9 @@ class VlModel:
                     result = await op(engine)
                 except VlgateError as exc:
                     # A client-side rate limit is no fault of the engine: fall back, no cooldown.
-                    client_side = getattr(exc, "client_side", False)
-                    if not (is_retryable(exc) or client_side):
+                    if not (exc.retryable or exc.client_side):
                         raise
-                    if not client_side:
+                    if not exc.client_side:
                         engine.failed(self._config)
                     last = exc
                     if engine is not ready[-1]:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from ..registry import IMAGE, gateway_route, param_table
+from ._errors import map_openai_error
 from .base import ChatRequest, Completion, Provider, Usage, response_format, to_openai_messages
 from .params import EXTRA_BODY, openai_image_parts
 
@@ -136,11 +137,13 @@ class LiteLLMProvider(Provider):
             kwargs["extra_headers"] = headers
         return kwargs, dropped
 
-    def _map(self, exc: BaseException) -> errors.VlgateError:
-        from ._errors import map_openai_error
-
+    def _map(self, exc: BaseException, request: ChatRequest) -> errors.VlgateError:
         return map_openai_error(
-            exc, provider="litellm", model=self.route.model, secrets=(self._api_key,)
+            exc,
+            provider="litellm",
+            model=self.route.model,
+            secrets=(self._api_key,),
+            timeout=request.timeout,
         )
 
     async def complete(self, request: ChatRequest) -> Completion:
@@ -149,13 +152,13 @@ class LiteLLMProvider(Provider):
         try:
             resp = await litellm.acompletion(**kwargs)
         except Exception as exc:
-            raise self._map(exc) from None
+            raise self._map(exc, request) from None
         choices = getattr(resp, "choices", None)
         text = choices[0].message.content if choices else None
         if not text:
-            err = errors.ResponseError("the model returned an empty answer", raw=text)
-            err.retryable = True  # type: ignore[attr-defined]
-            raise err
+            raise errors.ResponseError(
+                "the model returned an empty answer", raw=text, retryable=True
+            )
         usage = Usage(requests=1)
         raw_usage = getattr(resp, "usage", None)
         if raw_usage is not None:
@@ -185,4 +188,4 @@ class LiteLLMProvider(Provider):
                 if choices and choices[0].delta and choices[0].delta.content:
                     yield choices[0].delta.content
         except Exception as exc:
-            raise self._map(exc) from None
+            raise self._map(exc, request) from None

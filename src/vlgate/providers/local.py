@@ -536,9 +536,12 @@ class LocalProvider(Provider):
         if cut is not None:
             text, finish = text[:cut], "stop"
         if not text.strip():
-            err = errors.ResponseError("the local model returned an empty answer", raw=text)
-            err.retryable = bool(kwargs.get("do_sample"))  # type: ignore[attr-defined]
-            raise err
+            # Greedy decoding would give the same empty answer again; sampling may not.
+            raise errors.ResponseError(
+                "the local model returned an empty answer",
+                raw=text,
+                retryable=bool(kwargs.get("do_sample")),
+            )
         image_tokens = sum(int((input_ids == i).sum()) for i in loaded.image_token_ids)
         usage = Usage(
             input_tokens=n_in,

@@ -26,9 +26,7 @@ fields). ``{"text": ...}`` deltas are accepted too. A stream that ends without `
 
 from __future__ import annotations
 
-import email.utils
 import json
-import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +35,7 @@ import httpx
 from .. import errors
 from ..registry import PARAMS
 from ..runtime.loop import PerLoop
+from ._errors import error_for_status, error_for_transport, error_message, malformed_answer
 from .base import ChatRequest, Completion, Provider, Usage
 from .params import place
 
@@ -132,33 +131,13 @@ class MoondreamProvider(Provider):
         return endpoint, key, body, reasons
 
     def _status_error(self, status: int, headers: httpx.Headers, raw: bytes) -> errors.VlgateError:
-        message, body = _error_message(raw, status)
-        kwargs: dict[str, Any] = dict(self._where(), status=status, body=self._clean_body(body))
-        message = self._clean(message)
-        if status in (401, 403):
-            return errors.AuthError(message, **kwargs)
-        if status == 429:
-            return errors.RateLimitError(message, retry_after=_retry_after(headers), **kwargs)
-        if status == 408:
-            return errors.TimeoutError(message, **kwargs)
-        return errors.ProviderError(message, **kwargs)
+        return error_for_status(status, raw, headers, secrets=(self._api_key,), **self._where())
 
-    def _clean_body(self, body: Any) -> Any:
-        if body is None:
-            return None
-        try:
-            return json.loads(self._clean(json.dumps(body)))
-        except (TypeError, ValueError):
-            return self._clean(str(body))
-
-    def _transport_error(self, exc: httpx.HTTPError, during: str) -> errors.VlgateError:
-        if isinstance(exc, httpx.TimeoutException):
-            return errors.TimeoutError(
-                self._clean(f"no answer within the timeout ({during}: {type(exc).__name__})"),
-                **self._where(),
-            )
-        return errors.ConnectionError(
-            self._clean(f"{during} failed: {type(exc).__name__}: {exc}"), **self._where()
+    def _transport_error(
+        self, exc: httpx.HTTPError, during: str, request: ChatRequest
+    ) -> errors.VlgateError:
+        return error_for_transport(
+            exc, secrets=(self._api_key,), timeout=request.timeout, during=during, **self._where()
         )
 
     # --- the Provider interface ---------------------------------------------------------------
@@ -171,7 +150,7 @@ class MoondreamProvider(Provider):
                 url, json=body, headers=self._headers(request), timeout=request.timeout
             )
         except httpx.HTTPError as exc:
-            raise self._transport_error(exc, "the request") from None
+            raise self._transport_error(exc, "the request", request) from None
         if resp.status_code >= 400:
             raise self._status_error(resp.status_code, resp.headers, resp.content)
         try:
@@ -179,20 +158,14 @@ class MoondreamProvider(Provider):
         except ValueError:
             data = None
         if not isinstance(data, dict):
-            err = errors.ProviderError(
-                "malformed response body (not a JSON object)",
-                status=resp.status_code,
-                **self._where(),
-            )
-            err.retryable = True
-            raise err
+            raise malformed_answer("not a JSON object", status=resp.status_code, **self._where())
         usage = Usage(requests=1)
         if key is not None and key in _TEXT_KEYS:
             answer = data.get(key)
             if not isinstance(answer, str) or not answer:
-                err3 = errors.ResponseError("the model returned an empty caption", raw=resp.text)
-                err3.retryable = True  # type: ignore[attr-defined]
-                raise err3
+                raise errors.ResponseError(
+                    "the model returned an empty caption", raw=resp.text, retryable=True
+                )
             text = answer
         elif key is not None:
             found = data.get(key)
@@ -205,9 +178,9 @@ class MoondreamProvider(Provider):
         else:
             answer = data.get("answer")
             if not isinstance(answer, str) or not answer:
-                err2 = errors.ResponseError("the model returned an empty answer", raw=resp.text)
-                err2.retryable = True  # type: ignore[attr-defined]
-                raise err2
+                raise errors.ResponseError(
+                    "the model returned an empty answer", raw=resp.text, retryable=True
+                )
             text = answer
         return Completion(
             text=text,
@@ -249,10 +222,10 @@ class MoondreamProvider(Provider):
                     if event is None:
                         continue
                     if "error" in event:
-                        msg, _ = _error_message(json.dumps(event).encode(), None)
-                        err = errors.ProviderError(self._clean(msg), **self._where())
-                        err.retryable = True
-                        raise err
+                        msg, _ = error_message(json.dumps(event))
+                        raise errors.ProviderError(
+                            self._clean(msg), retryable=True, **self._where()
+                        )
                     delta = event.get("chunk", event.get("text"))
                     if isinstance(delta, str) and delta:
                         yield delta
@@ -260,7 +233,7 @@ class MoondreamProvider(Provider):
                         completed = True
                         break
         except httpx.HTTPError as exc:
-            raise self._transport_error(exc, "the stream") from None
+            raise self._transport_error(exc, "the stream", request) from None
         except ValueError as exc:
             raise errors.ProviderError(
                 self._clean(f"malformed stream event: {exc}"), **self._where()
@@ -300,41 +273,3 @@ def _sse_data(line: str) -> dict[str, Any] | None:
         return None
     event = json.loads(payload)
     return event if isinstance(event, dict) else None
-
-
-def _error_message(raw: bytes, status: int | None) -> tuple[str, Any]:
-    """A readable message from an error body: ``{"error": "..."}``, ``{"error": {"message":
-    ...}}``, FastAPI's ``{"detail": ...}``, or the raw text."""
-    text = raw.decode("utf-8", "replace").strip()
-    try:
-        body: Any = json.loads(text) if text else None
-    except ValueError:
-        body = None
-    message: Any = None
-    if isinstance(body, dict):
-        message = body.get("error", body.get("detail", body.get("message")))
-        if isinstance(message, dict):
-            message = message.get("message", message.get("detail", json.dumps(message)))
-        elif isinstance(message, list):
-            message = json.dumps(message)
-    if not message:
-        message = text[:500] or (f"HTTP {status}" if status is not None else "error")
-    return str(message), body if body is not None else (text[:2000] or None)
-
-
-def _retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds from ``Retry-After`` (seconds or an HTTP date) or ``retry-after-ms``."""
-    ms = headers.get("retry-after-ms")
-    try:
-        if ms is not None:
-            return max(0.0, float(ms) / 1000.0)
-        value = headers.get("retry-after")
-        if value is None:
-            return None
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            when = email.utils.parsedate_to_datetime(value)
-            return max(0.0, when.timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None

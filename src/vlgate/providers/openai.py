@@ -104,9 +104,15 @@ class OpenAICompatProvider(Provider):
             "/chat/completions", body=body, cast_to=httpx.Response, options=self._options(request)
         )
 
-    def _map(self, exc: BaseException) -> errors.VlgateError:
+    def _map(self, exc: BaseException, request: ChatRequest) -> errors.VlgateError:
+        # Also maps transport errors the SDK lets escape while reading a body: a connection cut
+        # half-way must not pass for a complete (truncated) answer.
         return map_openai_error(
-            exc, provider=self.route.provider.name, model=self.route.model, secrets=(self._api_key,)
+            exc,
+            provider=self.route.provider.name,
+            model=self.route.model,
+            secrets=(self._api_key,),
+            timeout=request.timeout,
         )
 
     async def complete(self, request: ChatRequest) -> Completion:
@@ -114,21 +120,15 @@ class OpenAICompatProvider(Provider):
         try:
             raw = await self._post(request, body, stream=False)
             data = json.loads(await raw.aread())
-        except (openai.OpenAIError, ValueError) as exc:
-            raise self._map(exc) from None
-        except httpx.HTTPError as exc:
-            raise self._map_transport(exc) from None
+        except (openai.OpenAIError, ValueError, httpx.HTTPError) as exc:
+            raise self._map(exc, request) from None
         choices = data.get("choices") if isinstance(data, dict) else None
         if not choices or not isinstance(choices[0], dict):
-            err = errors.ResponseError("the provider returned no choices", raw=None)
-            err.retryable = True  # type: ignore[attr-defined]
-            raise err
+            raise errors.ResponseError("the provider returned no choices", retryable=True)
         choice = choices[0]
         text = (choice.get("message") or {}).get("content")
         if not text or not isinstance(text, str):
-            err = errors.ResponseError("the model returned an empty answer", raw=None)
-            err.retryable = True  # type: ignore[attr-defined]
-            raise err
+            raise errors.ResponseError("the model returned an empty answer", retryable=True)
         usage = Usage(requests=1)
         raw_usage = data.get("usage") or {}
         usage.input_tokens = int(raw_usage.get("prompt_tokens") or 0)
@@ -151,20 +151,8 @@ class OpenAICompatProvider(Provider):
             async for chunk in stream:
                 if chunk.choices and chunk.choices[0].delta.content:
                     yield chunk.choices[0].delta.content
-        except (openai.OpenAIError, ValueError) as exc:
-            raise self._map(exc) from None
-        except httpx.HTTPError as exc:
-            raise self._map_transport(exc) from None
-
-    def _map_transport(self, exc: httpx.HTTPError) -> errors.VlgateError:
-        # The SDK lets transport errors raised while reading a body escape unmapped; a connection
-        # cut half-way must not pass for a complete (truncated) answer.
-        where = {"provider": self.route.provider.name, "model": self.route.model}
-        if isinstance(exc, httpx.TimeoutException):
-            return errors.TimeoutError("the answer stalled past the timeout", **where)
-        return errors.ConnectionError(
-            f"the connection ended before the answer was complete ({type(exc).__name__})", **where
-        )
+        except (openai.OpenAIError, ValueError, httpx.HTTPError) as exc:
+            raise self._map(exc, request) from None
 
     async def aclose(self) -> None:
         client = self._clients.pop()

@@ -135,13 +135,11 @@ class RateLimiter:
             return Reservation(None, tokens)
         wait = self.reserve(tokens, max_wait=timeout)
         if wait is None:
-            err = RateLimitError(
+            raise RateLimitError(
                 f"client-side rate limit: the next slot is further away than timeout={timeout}s",
                 retry_after=self.reserve_delay(tokens),
+                client_side=True,
             )
-            err.retryable = False
-            err.client_side = True  # type: ignore[attr-defined]  # model._run falls back on it
-            raise err
         if wait > 0:
             try:
                 await asyncio.sleep(wait)

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from ..errors import RateLimitError
+from ..errors import ProviderError, RateLimitError, VlgateError
 
 __all__ = ["is_retryable", "with_retries"]
 
@@ -23,8 +23,8 @@ T = TypeVar("T")
 
 
 def is_retryable(exc: BaseException) -> bool:
-    """Whether ``exc`` is a transient failure worth another attempt."""
-    return bool(getattr(exc, "retryable", False))
+    """Whether ``exc`` is a transient failure worth another attempt (its ``retryable`` flag)."""
+    return isinstance(exc, VlgateError) and exc.retryable
 
 
 def backoff_delay(exc: BaseException | None, attempt: int, base: float, cap: float) -> float:
@@ -58,7 +58,7 @@ async def with_retries(
         return await call(), 1
     except BaseException as exc:
         if max_retries <= 0 or not is_retryable(exc):
-            if hasattr(exc, "attempts"):
+            if isinstance(exc, ProviderError):
                 exc.attempts = 1
             raise
         first = exc
@@ -95,6 +95,6 @@ async def with_retries(
                 result = await call()
         return result, attempt
     except BaseException as exc:
-        if hasattr(exc, "attempts"):
+        if isinstance(exc, ProviderError):
             exc.attempts = attempt
         raise
