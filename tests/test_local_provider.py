@@ -45,8 +45,9 @@ def solid(color: tuple[int, int, int], size: tuple[int, int] = (40, 24)) -> np.n
 
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
+    why = "needs the optional local lock (torch CPU build); see README Development"
+    pytest.importorskip("torch", reason=f"torch is not installed: {why}")
+    pytest.importorskip("transformers", reason=f"transformers is not installed: {why}")
     return build_tiny_vlm(tmp_path_factory.mktemp("tiny-vlm"))
 
 
