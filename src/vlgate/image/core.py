@@ -16,7 +16,16 @@ from ..registry import ImageLimits
 from ._lazy import LazyNumpy
 from .encode import NO_LIMITS, EncodedImage, check_format, encode_uncached, fit, target_size
 from .fetch import fetch_async, fetch_sync, safe_url
-from .load import MAX_PIXELS, MB, Decoded, from_array, from_bytes, is_url, load_local
+from .load import (
+    MAX_FILE_BYTES,
+    MAX_PIXELS,
+    MB,
+    Decoded,
+    from_array,
+    from_bytes,
+    is_url,
+    load_local,
+)
 from .load import normalise_array as _normalise_array
 
 if TYPE_CHECKING:
@@ -41,6 +50,15 @@ ImageInput = Union[
 
 _EncodeKey = tuple[Any, ...]
 _CACHE_ENTRIES = 16
+
+
+def _check_cap(max_file_bytes: int) -> None:
+    if (
+        isinstance(max_file_bytes, bool)
+        or not isinstance(max_file_bytes, int)
+        or max_file_bytes < 1
+    ):
+        raise ImageError(f"max_file_bytes must be a positive int, got {max_file_bytes!r}")
 
 
 class Image:
@@ -112,6 +130,7 @@ class Image:
         url_timeout: float = 10.0,
         max_download_bytes: int = 50 * MB,
         max_pixels: int = MAX_PIXELS,
+        max_file_bytes: int = MAX_FILE_BYTES,
     ) -> Image:
         """Load an image from a path, bytes, data URI, http(s) URL, PIL image or numpy array.
 
@@ -119,7 +138,9 @@ class Image:
         private, loopback, link-local or reserved addresses are refused unless
         ``allow_private_urls`` is ``True`` or lists the allowed addresses/networks
         (e.g. ``["192.168.1.0/24"]``). Numpy arrays are HxW, HxWx1, HxWx3 (RGB) or HxWx4 (RGBA)
-        of uint8, uint16, bool or float in [0, 1]. Raises :class:`~vlgate.errors.ImageError`.
+        of uint8, uint16, bool or float in [0, 1]. A path must name a regular file (not a FIFO,
+        device or directory) of at most ``max_file_bytes``, checked before reading. Raises
+        :class:`~vlgate.errors.ImageError`.
 
         Example:
             >>> import numpy as np
@@ -136,7 +157,8 @@ class Image:
                 max_bytes=max_download_bytes,
             )
             return cls._from_decoded(from_bytes(data, safe_url(source), max_pixels))
-        return cls._from_decoded(load_local(source, max_pixels))
+        _check_cap(max_file_bytes)
+        return cls._from_decoded(load_local(source, max_pixels, max_file_bytes))
 
     @classmethod
     async def aload(
@@ -147,6 +169,7 @@ class Image:
         url_timeout: float = 10.0,
         max_download_bytes: int = 50 * MB,
         max_pixels: int = MAX_PIXELS,
+        max_file_bytes: int = MAX_FILE_BYTES,
     ) -> Image:
         """Like :meth:`load`, but fetches URLs with ``httpx.AsyncClient`` and decodes off the loop.
 
@@ -167,7 +190,8 @@ class Image:
             )
             decoded = await asyncio.to_thread(from_bytes, data, safe_url(source), max_pixels)
         else:
-            decoded = await asyncio.to_thread(load_local, source, max_pixels)
+            _check_cap(max_file_bytes)
+            decoded = await asyncio.to_thread(load_local, source, max_pixels, max_file_bytes)
         return cls._from_decoded(decoded)
 
     @classmethod

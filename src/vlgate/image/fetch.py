@@ -48,10 +48,63 @@ def _allowed_networks(
         raise ImageError(f"allow_private_urls: {exc}") from None
 
 
-def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_link_local)
+_IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+_NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052: IPv4 in the last 32 bits
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215: local-use translators only
+_IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # RFC 2765 (SIIT)
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated; holds :: and ::1 too
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address] | None:
+    """The IPv4 addresses an IPv6 address carries (mapped, NAT64, 6to4, Teredo), else None.
+
+    A connection to such an address reaches (or is routed by) the IPv4 host inside it, so the
+    guard judges those hosts.
+
+    Example:
+        >>> embedded_ipv4(ipaddress.IPv6Address("2002:7f00:1::"))
+        [IPv4Address('127.0.0.1')]
+    """
+    if ip.ipv4_mapped is not None:
+        return [ip.ipv4_mapped]
+    if ip in _NAT64_WELL_KNOWN or ip in _IPV4_TRANSLATED:
+        return [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+    if ip.sixtofour is not None:
+        return [ip.sixtofour]
+    if ip.teredo is not None:
+        server, client = ip.teredo  # the client address comes back de-obfuscated
+        return [server, client]
+    return None
+
+
+def is_public(ip: _IP) -> bool:
+    """Whether vlgate may fetch from ``ip`` without ``allow_private_urls``.
+
+    Built on :mod:`ipaddress` properties: a public address is global and not private, loopback,
+    link-local, site-local, multicast, reserved or unspecified. An IPv6 address carrying an
+    IPv4 address (see :func:`embedded_ipv4`) is public only when every IPv4 inside is, and the
+    local-use NAT64 prefix and IPv4-compatible addresses never are.
+
+    Example:
+        >>> is_public(ipaddress.ip_address("8.8.8.8")), is_public(ipaddress.ip_address("fec0::1"))
+        (True, False)
+    """
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _NAT64_LOCAL or ip in _IPV4_COMPATIBLE:
+            return False
+        carried = embedded_ipv4(ip)
+        if carried is not None:
+            return all(is_public(v4) for v4 in carried)
+        if ip.is_site_local:
+            return False
+    return ip.is_global and not (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+    )
 
 
 @dataclass
@@ -88,7 +141,7 @@ def _plan_hops(
     ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
     for text in addresses:
         ip = ipaddress.ip_address(text.split("%", 1)[0])
-        permitted = _is_public(ip) or (
+        permitted = is_public(ip) or (
             allow is not False and any(ip.version == n.version and ip in n for n in allow)
         )
         if not permitted:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import io
 import os
 import re
+import stat
 import struct
 import urllib.parse
 import warnings
@@ -33,6 +35,8 @@ else:
 MB = 1024 * 1024
 MAX_PIXELS = 100_000_000
 """Default cap on decoded pixels (width x height); larger images are refused as likely bombs."""
+MAX_FILE_BYTES = 256 * MB
+"""Default cap on the size of a local image file, checked before reading."""
 
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 
@@ -62,16 +66,16 @@ def is_url(text: str) -> bool:
     )
 
 
-def load_local(source: object, max_pixels: int) -> Decoded:
+def load_local(source: object, max_pixels: int, max_file_bytes: int = MAX_FILE_BYTES) -> Decoded:
     """Decode any source except a URL or an ``Image``."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         return from_bytes(bytes(source), "image bytes", max_pixels)
     if isinstance(source, str):
         if source[:5].lower() == "data:":
             return from_bytes(_decode_data_uri(source), "data URI", max_pixels)
-        return _from_path(source, max_pixels)
+        return _from_path(source, max_pixels, max_file_bytes)
     if isinstance(source, os.PathLike):
-        return _from_path(os.fspath(source), max_pixels)
+        return _from_path(os.fspath(source), max_pixels, max_file_bytes)
     if isinstance(source, PILImage.Image):
         return _from_pil(source, "PIL image", max_pixels)
     if isinstance(source, np.ndarray):
@@ -82,15 +86,16 @@ def load_local(source: object, max_pixels: int) -> Decoded:
     )
 
 
-def _from_path(path: str | bytes, max_pixels: int) -> Decoded:
+def _from_path(path: str | bytes, max_pixels: int, max_file_bytes: int) -> Decoded:
     shown = os.fsdecode(path)
     if len(shown) > 200:
         shown = shown[:200] + "..."
     if not path:
         raise ImageError("image path is empty")
+    if "\0" in shown:
+        raise ImageError(f"image path contains a NUL character: {shown!r}")
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        data = _read_regular_file(path, shown, max_file_bytes)
     except IsADirectoryError:
         raise ImageError(f"image path is a directory, not a file: {shown}") from None
     except OSError as exc:
@@ -101,6 +106,55 @@ def _from_path(path: str | bytes, max_pixels: int) -> Decoded:
             raise ImageError(f"image file not found: {shown}{hint}") from None
         raise ImageError(f"cannot read image file {shown}: {exc.strerror or exc}{hint}") from None
     return from_bytes(data, shown, max_pixels)
+
+
+def _read_regular_file(path: str | bytes, shown: str, max_file_bytes: int) -> bytes:
+    """The bytes of a regular file of at most ``max_file_bytes``; anything else is refused.
+
+    Opened non-blocking so a FIFO cannot hang the open, then checked on the open descriptor
+    (no swap between check and read), and read with a bound: ``/proc`` files report size 0
+    and a file may grow while it is read.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb", buffering=0) as fh:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageError(
+                f"image path is not a regular file ({_file_kind(st.st_mode)}): {shown}"
+            )
+        if st.st_size > max_file_bytes:
+            raise _too_big(shown, st.st_size, max_file_bytes)
+        chunks, total = [], 0
+        while chunk := fh.read(min(_READ_CHUNK, max_file_bytes + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_file_bytes:
+                raise _too_big(shown, None, max_file_bytes)
+    return b"".join(chunks)
+
+
+_READ_CHUNK = 8 * 1024 * 1024
+
+
+def _too_big(shown: str, size: int | None, max_file_bytes: int) -> ImageError:
+    what = f"{size} bytes" if size is not None else "still growing"
+    return ImageError(
+        f"image file {shown} is {what}, more than max_file_bytes={max_file_bytes} "
+        "(raise max_file_bytes if it is genuine)"
+    )
+
+
+def _file_kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISFIFO, "a FIFO/pipe"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((name for test, name in kinds if test(mode)), "not a file")
 
 
 _B64ISH = re.compile(r"[A-Za-z0-9+/=\s]+")
