@@ -96,7 +96,8 @@ def _decode(data: bytes) -> tuple[np.ndarray, tuple[int, int]]:
         orientation = tag if isinstance(tag, int) and tag in _UPRIGHT else 1
         if im.format == "JPEG" and max(full_w, full_h) > _DECODE_LONG:
             k = max(full_w, full_h) / _DECODE_LONG
-            im.draft("RGB", (int(full_w / k), int(full_h / k)))
+            # At least 1 px a side: Pillow divides by the requested size (a 2048x1 strip).
+            im.draft("RGB", (max(1, int(full_w / k)), max(1, int(full_h / k))))
         rgb = im.convert("RGB")
     op = _UPRIGHT[orientation]
     if op is not None:
