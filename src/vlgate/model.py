@@ -281,7 +281,7 @@ class VlModel:
                     dropped_params=hit.dropped_params,
                     cached=True,
                 )
-        estimate, image_tokens = request_tokens(engine.route, request)
+        estimate, image_tokens = request_tokens(engine.route, request, engine.config)
 
         async def attempt() -> Completion:
             # The rate limit is taken per attempt: a retry is a request the provider counts.
@@ -304,6 +304,9 @@ class VlModel:
         usage = completion.usage
         if usage.image_tokens is None:
             usage.image_tokens = image_tokens
+        if usage.image_tokens is not None and usage.input_tokens:
+            # An estimate (or a server's odd count) never exceeds the input the server billed.
+            usage.image_tokens = min(usage.image_tokens, usage.input_tokens)
         if usage.cost is None:
             usage.cost = cost_of(engine.route, usage)
         if key is not None and self._cache is not None:
@@ -326,7 +329,7 @@ class VlModel:
 
     async def _ask(self, image: Image, prompt: str, params: dict[str, Any]) -> Answer:
         """One image, one prompt, through the fallback chain."""
-        return await self._run(lambda e: self._send(e, [e.encode(image)], prompt, params))
+        return await self._run(lambda e: self._send(e, [e.encode(image, params)], prompt, params))
 
     # --- free-form questions ------------------------------------------------------------------
 
@@ -354,7 +357,7 @@ class VlModel:
 
         def op(e: _Engine) -> Awaitable[Answer]:
             native = {"task": "caption"} if e.provider.native_caption else {}
-            return self._send(e, [e.encode(img)], prompt, kwargs, **native)
+            return self._send(e, [e.encode(img, kwargs)], prompt, kwargs, **native)
 
         return await self._run(op)
 
@@ -422,7 +425,7 @@ class VlModel:
         loaded = list(await asyncio.gather(*(self._load(i) for i in images)))
 
         async def op(engine: _Engine) -> Answer:
-            encoded = [engine.encode(i, n_images=len(loaded)) for i in loaded]
+            encoded = [engine.encode(i, kwargs, n_images=len(loaded)) for i in loaded]
             return await self._send(engine, encoded, prompt, kwargs)
 
         return await self._run(op)
@@ -437,9 +440,14 @@ class VlModel:
         engine = self._primary
         timeout = kwargs.pop("timeout", None)
         request = planning.build_request(
-            engine.route, engine.config, [engine.encode(img)], prompt, kwargs, timeout=timeout
+            engine.route,
+            engine.config,
+            [engine.encode(img, kwargs)],
+            prompt,
+            kwargs,
+            timeout=timeout,
         )
-        estimate, _ = request_tokens(engine.route, request)
+        estimate, _ = request_tokens(engine.route, request, engine.config)
 
         async def open_stream() -> tuple[AsyncIterator[str], str | None]:
             slot = await engine.limiter.acquire(estimate, timeout=request.timeout)
@@ -559,7 +567,7 @@ class VlModel:
                 options["json_schema"] = {"name": _schema_name(name), "schema": schema_dict}
             elif engine.native_json:
                 options["json_mode"] = True
-            encoded = [engine.encode(img)]
+            encoded = [engine.encode(img, kwargs)]
             answer = await self._send(engine, encoded, full_prompt, kwargs, **options)
             try:
                 return _validate_json(answer, model_cls, schema_dict)
@@ -610,8 +618,8 @@ class VlModel:
         img = await self._load(image)
 
         async def op(engine: _Engine) -> _Grounded:
-            encoded = engine.encode(img)
-            seen = planning.model_input_size(encoded, engine.route, engine.config)
+            encoded = engine.encode(img, kwargs)
+            seen = planning.model_input_size(encoded, engine.route, engine.config, kwargs)
             prompt = task.prompt(engine.convention, target, seen)
             native = (
                 {"task": task.name, "target": target} if engine.provider.native_grounding else {}
@@ -727,8 +735,10 @@ class _Engine:
         self.cooldown_until = 0.0
         self.limiter = RateLimiter(config.rpm, config.tpm)
 
-    def encode(self, image: Image, n_images: int = 1) -> EncodedImage:
-        return planning.encode_for(image, self.route, self.config, n_images=n_images)
+    def encode(
+        self, image: Image, params: dict[str, Any] | None = None, n_images: int = 1
+    ) -> EncodedImage:
+        return planning.encode_for(image, self.route, self.config, n_images=n_images, params=params)
 
     def failed(self, config: ModelConfig) -> None:
         self.failures += 1

@@ -14,17 +14,26 @@ the size after step 2, the provider's rule is applied to what was really sent.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from . import sizing
+from . import sizing, tokens
 from .config import ModelConfig
 from .errors import ConfigError
 from .image import EncodedImage, Image
 from .providers.base import ChatRequest, Message
-from .registry import Route
+from .registry import Route, param_table
+from .tokens import TokenFormula
 
-__all__ = ["build_request", "encode_for", "model_input_size", "target_size"]
+__all__ = [
+    "SizePlan",
+    "build_request",
+    "encode_for",
+    "model_input_size",
+    "size_plan",
+    "target_size",
+]
 
 
 def _fit(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
@@ -33,27 +42,105 @@ def _fit(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
     return max(1, round(w * scale)), max(1, round(h * scale))
 
 
-def _rule(route: Route, config: ModelConfig) -> str | None:
-    return route.family.resize if config.provider_resize else None
+@dataclass(frozen=True)
+class SizePlan:
+    """How the provider will size and count an image on one route with one call's parameters."""
+
+    resize: str | None
+    """The provider's resize rule vlgate pre-resizes to (``None``: sent as planned)."""
+    tokens: TokenFormula | None
+    pixels: sizing.Pixels | None = None
+    """A Qwen processor's (min_pixels, max_pixels) set by the call or the local model."""
+
+    def size(self, size: tuple[int, int]) -> tuple[int, int]:
+        return sizing.provider_size(self.resize, size, self.pixels)
+
+    def count(self, size: tuple[int, int]) -> int | None:
+        return self.tokens.count(*size, pixels=self.pixels) if self.tokens is not None else None
 
 
-def target_size(image_size: tuple[int, int], route: Route, config: ModelConfig) -> tuple[int, int]:
+def _variant(name: str | None, variant: str | None, table: Mapping[str, Any]) -> str | None:
+    if name is None or variant is None:
+        return name
+    named = f"{name}@{variant}"
+    return named if named in table else name
+
+
+def _pixels(params: Mapping[str, Any], config: ModelConfig) -> sizing.Pixels | None:
+    """A Qwen pixel budget the caller set: vLLM ``mm_processor_kwargs`` or a local model's
+    ``processor_kwargs``; ``None`` when neither names one."""
+    for source in (params.get("mm_processor_kwargs"), config.local_options.get("processor_kwargs")):
+        if isinstance(source, Mapping) and ("max_pixels" in source or "min_pixels" in source):
+            lo, hi = source.get("min_pixels"), source.get("max_pixels")
+            return (
+                lo if isinstance(lo, int) else None,
+                hi if isinstance(hi, int) else None,
+            )
+    return None
+
+
+def size_plan(
+    route: Route, config: ModelConfig, params: Mapping[str, Any] | None = None
+) -> SizePlan:
+    """The resize rule and token formula for ``route`` under ``params`` (merged over the
+    config's): the family's rule, the service's own replacement (a self-hosted Qwen server uses
+    the processor's budget), and the variant a parameter selects (``detail="low"``).
+
+    Example:
+        >>> from vlgate.registry import resolve
+        >>> cfg = ModelConfig(model="openai/gpt-4o")
+        >>> plan = size_plan(resolve("openai/gpt-4o"), cfg, {"detail": "low"})
+        >>> plan.resize, plan.tokens.name, plan.count((1920, 1080))
+        ('openai-tile@low', 'openai-tile@low', 85)
+    """
+    merged = {**config.params, **(params or {})}
+    rule = route.family.resize if config.provider_resize else None
+    formula = tokens.formula_for(route)
+    fname = formula.name if formula is not None else None
+    remap = route.service.rule_map
+    rule = remap.get(rule, rule) if rule is not None else None
+    fname = remap.get(fname, fname) if fname is not None else None
+    table = param_table(route.service.name)
+    if table is not None:
+        for param, values in table.variants.items():
+            if param in merged:
+                variant = values.get(str(merged[param]))
+                rule = _variant(rule, variant, sizing.RESIZE_RULES)
+                fname = _variant(fname, variant, tokens.TOKEN_FORMULAS)
+    return SizePlan(
+        resize=rule,
+        tokens=tokens.TOKEN_FORMULAS[fname] if fname is not None else None,
+        pixels=_pixels(merged, config),
+    )
+
+
+def target_size(
+    image_size: tuple[int, int],
+    route: Route,
+    config: ModelConfig,
+    params: Mapping[str, Any] | None = None,
+) -> tuple[int, int]:
     """The (w, h) to send for an image of ``image_size`` (before the service's limits)."""
     size = image_size
     if config.auto_resize is not None:
         size = _fit(size, config.auto_resize)
-    return sizing.provider_size(_rule(route, config), size)
+    return size_plan(route, config, params).size(size)
 
 
 def encode_for(
-    image: Image, route: Route, config: ModelConfig, *, n_images: int = 1
+    image: Image,
+    route: Route,
+    config: ModelConfig,
+    *,
+    n_images: int = 1,
+    params: Mapping[str, Any] | None = None,
 ) -> EncodedImage:
     """Encode ``image`` for ``route``: planned size, service limits, sniffed MIME type.
 
     A per-request cap (Gemini's inline 20 MB) is shared out: each of ``n_images`` images gets an
     equal part of it, counted in raw bytes (base64 adds a third on the wire).
     """
-    size = target_size(image.size, route, config)
+    size = target_size(image.size, route, config, params)
     limits = route.service.limits
     if limits.max_request_bytes is not None:
         share = limits.max_request_bytes * 3 // 4 // max(1, n_images)
@@ -66,9 +153,14 @@ def encode_for(
     )
 
 
-def model_input_size(encoded: EncodedImage, route: Route, config: ModelConfig) -> tuple[int, int]:
+def model_input_size(
+    encoded: EncodedImage,
+    route: Route,
+    config: ModelConfig,
+    params: Mapping[str, Any] | None = None,
+) -> tuple[int, int]:
     """The (w, h) the model saw, after the provider's own resize of what was sent."""
-    return sizing.provider_size(_rule(route, config), encoded.size)
+    return size_plan(route, config, params).size(encoded.size)
 
 
 def build_request(

@@ -80,6 +80,9 @@ class ServiceSpec:
     name: str
     limits: ImageLimits
     source: str = ""
+    rule_map: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    """Resize rules and token formulas this service replaces with its own: a self-hosted
+    server runs the model's released processor, not DashScope's caps."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -400,6 +403,15 @@ def param_table(service: str) -> ParamTable | None:
     return PARAMS.get(service)
 
 
+# Self-hosted Qwen servers (vLLM, Ollama, in-process transformers) apply the released
+# processor's min/max pixels; DashScope's ~1280-token cap is its own.
+_QWEN_PROCESSOR = {
+    "qwen-smart-28": "qwen-proc-28",
+    "qwen-28": "qwen-proc-28",
+    "qwen-smart-32": "qwen-proc-32",
+    "qwen-32": "qwen-proc-32",
+}
+
 # --- services ---------------------------------------------------------------------------------
 
 SERVICES: dict[str, ServiceSpec] = {
@@ -471,11 +483,13 @@ SERVICES: dict[str, ServiceSpec] = {
                 min_side=28, formats=frozenset({"image/jpeg", "image/png", "image/webp"})
             ),
             source="ollama openai/openai.go decodeImageURL; ollama#11297 (< 28 px crash)",
+            rule_map=_QWEN_PROCESSOR,
         ),
         ServiceSpec(
             name="vllm",
             limits=ImageLimits(min_side=28),
             source="docs.vllm.ai multimodal inputs (limit-mm-per-prompt is server config)",
+            rule_map=_QWEN_PROCESSOR,
         ),
         ServiceSpec(
             name="moondream",
@@ -487,6 +501,7 @@ SERVICES: dict[str, ServiceSpec] = {
             # In-process: PNG avoids a lossy JPEG round trip before the processor sees pixels.
             limits=ImageLimits(formats=frozenset({"image/png"})),
             source="vlgate.providers.local (no wire)",
+            rule_map=_QWEN_PROCESSOR,
         ),
         ServiceSpec(name="generic", limits=ImageLimits(), source="no stated limits"),
     ]
@@ -671,6 +686,16 @@ FAMILIES: dict[str, ModelFamily] = {
             # Anthropic with a forced tool call, which changes the answer's shape.
             native_json_schema=False,
             description="Claude: pixels of the image after Anthropic's resize",
+        ),
+        ModelFamily(
+            name="gpt-patch",
+            patterns=(r"gpt-4\.1-(mini|nano)", r"gpt-5(\.\d+)?-(mini|nano)", r"\bo4-mini"),
+            grounding="gpt",
+            resize="openai-patch",
+            tokens="openai-patch-1.62",
+            price_per_mtok=(0.40, 1.60),
+            description="OpenAI patch models (gpt-4.1-mini/nano, gpt-5 mini/nano, o4-mini): "
+            "32-px patches, at most 1536",
         ),
         ModelFamily(
             name="gpt",

@@ -13,15 +13,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
 from .errors import ImageError
 
 __all__ = [
     "RESIZE_RULES",
+    "QwenRule",
     "claude_size",
+    "openai_low_size",
+    "openai_patch_size",
+    "openai_patches",
     "openai_tile_size",
     "provider_size",
+    "resize_rule",
     "smart_resize",
 ]
 
@@ -75,21 +81,38 @@ def smart_resize(
     return w_bar, h_bar
 
 
-# Budgets used when vlgate pre-resizes. A size inside [min, max] on the factor grid is left alone
-# by any server whose max_pixels is at least this large, so the conservative 1280-token budget
-# (HF Qwen2VLImageProcessor class default, the model card's recommended ceiling, and DashScope's
-# default cap per coords.md Part B) is safe for every server we know of.
+# Budgets used when vlgate pre-resizes for DashScope: its default cap is ~1280 tokens (coords.md
+# Part B), 16,384 with ``vl_high_resolution_images``. Self-hosted servers (vLLM, Ollama, local
+# transformers) run the model's released processor: Qwen2.5-VL's preprocessor_config.json ships
+# min 3,136 / max 12,845,056 pixels (factor 28), Qwen3-VL's 65,536 / 16,777,216 (factor 32).
 QWEN_TOKENS_DEFAULT = 1280
 QWEN_TOKENS_HIGH = 16384
+QWEN25_PROCESSOR_PIXELS = (3136, 12845056)
+QWEN3_PROCESSOR_PIXELS = (65536, 16777216)
 
 
-def _qwen_rule(factor: int, tokens: int) -> ResizeRule:
-    return partial(
-        smart_resize,
-        factor=factor,
-        min_pixels=4 * factor * factor,
-        max_pixels=tokens * factor * factor,
-    )
+@dataclass(frozen=True)
+class QwenRule:
+    """Qwen's smart_resize with one factor and pixel budget; :meth:`with_pixels` overrides the
+    budget (a server's ``mm_processor_kwargs``, a local model's ``processor_kwargs``)."""
+
+    factor: int
+    min_pixels: int
+    max_pixels: int
+
+    def __call__(self, width: int, height: int) -> tuple[int, int]:
+        return smart_resize(width, height, self.factor, self.min_pixels, self.max_pixels)
+
+    def with_pixels(self, min_pixels: int | None, max_pixels: int | None) -> QwenRule:
+        return QwenRule(
+            self.factor,
+            self.min_pixels if min_pixels is None else min_pixels,
+            self.max_pixels if max_pixels is None else max_pixels,
+        )
+
+
+def _qwen_rule(factor: int, tokens: int) -> QwenRule:
+    return QwenRule(factor, 4 * factor * factor, tokens * factor * factor)
 
 
 # --- Anthropic Claude ------------------------------------------------------------------------
@@ -165,6 +188,59 @@ def openai_tile_size(width: int, height: int) -> tuple[int, int]:
     return w, h
 
 
+# --- OpenAI patch models ---------------------------------------------------------------------
+# Source: OpenAI "Images and vision" guide (coords.md Part B): gpt-4.1-mini, gpt-4.1-nano,
+# o4-mini and the gpt-5 mini/nano models cut an image into 32-px patches, at most 1,536; a larger
+# image is shrunk by sqrt(32*32*1536 / (w*h)), then a little more so that the width lands on a
+# whole number of patches (1800x2400 -> 1056x1408, 1452 patches: the guide's worked example).
+
+OPENAI_PATCH = 32
+OPENAI_PATCH_BUDGET = 1536
+
+
+def openai_patches(width: int, height: int) -> int:
+    """32-px patches of an image as sent (ceil on both sides)."""
+    return math.ceil(width / OPENAI_PATCH) * math.ceil(height / OPENAI_PATCH)
+
+
+def openai_patch_size(width: int, height: int) -> tuple[int, int]:
+    """The size a patch-based OpenAI model processes: at most 1,536 patches of 32 px.
+
+    Example:
+        >>> openai_patch_size(1024, 1024)
+        (1024, 1024)
+        >>> openai_patch_size(1800, 2400)
+        (1056, 1408)
+    """
+    _check_size(width, height)
+    if openai_patches(width, height) <= OPENAI_PATCH_BUDGET:
+        return width, height
+    shrink = math.sqrt(OPENAI_PATCH * OPENAI_PATCH * OPENAI_PATCH_BUDGET / (width * height))
+    shrink *= min(
+        math.floor(width * shrink / OPENAI_PATCH) / (width * shrink / OPENAI_PATCH),
+        math.floor(height * shrink / OPENAI_PATCH) / (height * shrink / OPENAI_PATCH),
+    )
+    w, h = max(1, int(width * shrink)), max(1, int(height * shrink))
+    while openai_patches(w, h) > OPENAI_PATCH_BUDGET:  # float edge cases: one pixel at a time
+        w, h = (w - 1, h) if w >= h else (w, h - 1)
+    return w, h
+
+
+OPENAI_LOW = 512
+
+
+def openai_low_size(width: int, height: int) -> tuple[int, int]:
+    """``detail="low"``: the model sees the image within a 512x512 box (OpenAI vision guide).
+
+    Example:
+        >>> openai_low_size(1920, 1080)
+        (512, 288)
+    """
+    _check_size(width, height)
+    scale = min(OPENAI_LOW / width, OPENAI_LOW / height, 1.0)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 # --- registry of rules -----------------------------------------------------------------------
 
 RESIZE_RULES: dict[str, ResizeRule] = {
@@ -172,15 +248,38 @@ RESIZE_RULES: dict[str, ResizeRule] = {
     "qwen-smart-32": _qwen_rule(32, QWEN_TOKENS_DEFAULT),
     "qwen-smart-28-16k": _qwen_rule(28, QWEN_TOKENS_HIGH),
     "qwen-smart-32-16k": _qwen_rule(32, QWEN_TOKENS_HIGH),
+    "qwen-smart-28@high": _qwen_rule(28, QWEN_TOKENS_HIGH),
+    "qwen-smart-32@high": _qwen_rule(32, QWEN_TOKENS_HIGH),
+    "qwen-proc-28": QwenRule(28, *QWEN25_PROCESSOR_PIXELS),
+    "qwen-proc-32": QwenRule(32, *QWEN3_PROCESSOR_PIXELS),
     "claude": claude_size,
     "claude-hires": partial(claude_size, long_edge=2576, token_budget=4784),
     "openai-tile": openai_tile_size,
+    "openai-tile@low": openai_low_size,
+    "openai-patch": openai_patch_size,
 }
 """Resize rules by name (``registry.ModelFamily.resize``): ``(w, h) -> (w, h)`` as the provider
-processes the image."""
+processes the image. ``"<rule>@<variant>"`` applies when a parameter changes what the model sees
+(``registry.ParamTable.variants``: ``detail="low"``, ``vl_high_resolution_images=True``)."""
+
+Pixels = tuple[int | None, int | None]
 
 
-def provider_size(rule: str | None, size: tuple[int, int]) -> tuple[int, int]:
+def resize_rule(rule: str, pixels: Pixels | None = None) -> ResizeRule:
+    """The rule named ``rule``, with a Qwen pixel budget override ``(min, max)`` when given."""
+    try:
+        fn = RESIZE_RULES[rule]
+    except KeyError:
+        known = ", ".join(sorted(RESIZE_RULES))
+        raise ValueError(f"unknown resize rule {rule!r}; known: {known}") from None
+    if pixels is not None and isinstance(fn, QwenRule):
+        return fn.with_pixels(*pixels)
+    return fn
+
+
+def provider_size(
+    rule: str | None, size: tuple[int, int], pixels: Pixels | None = None
+) -> tuple[int, int]:
     """The size the model sees after the provider applies ``rule``; identity for ``None``.
 
     Example:
@@ -188,13 +287,10 @@ def provider_size(rule: str | None, size: tuple[int, int]) -> tuple[int, int]:
         (1365, 768)
         >>> provider_size(None, (1920, 1080))
         (1920, 1080)
+        >>> provider_size("qwen-proc-32", (4032, 3024), pixels=(None, 1280 * 32 * 32))
+        (1312, 960)
     """
     if rule is None:
         _check_size(*size)
         return size
-    try:
-        fn = RESIZE_RULES[rule]
-    except KeyError:
-        known = ", ".join(sorted(RESIZE_RULES))
-        raise ValueError(f"unknown resize rule {rule!r}; known: {known}") from None
-    return fn(*size)
+    return resize_rule(rule, pixels)(*size)

@@ -6,8 +6,9 @@ models of a family that count differently (OpenAI's patch models, gpt-4o-mini's 
 
 Every formula takes the ``(width, height)`` vlgate sends and applies the provider's own resize
 first, so it also answers "what would the full-resolution frame cost" when given the raw size.
-The Qwen formulas assume DashScope's default ~1280-token cap; a self-hosted server with a larger
-``max_pixels`` bills more for an image vlgate did not pre-resize (Qwen3-VL has no resize rule).
+DashScope's Qwen formulas use its ~1280-token cap (16,384 with ``vl_high_resolution_images``);
+self-hosted servers (vLLM, Ollama, local) use the released processor's min/max pixels, or the
+``max_pixels`` a call sets in ``mm_processor_kwargs`` (see :func:`vlgate.planning.size_plan`).
 Formulas and constants: coords.md Part B (OpenAI "Images and vision" guide; Anthropic vision
 docs; Gemini token docs; DashScope Model Studio vision docs).
 """
@@ -47,63 +48,56 @@ Size = tuple[int, int]
 
 @dataclass(frozen=True)
 class TokenFormula:
-    """One provider's image-token rule: ``count(w, h)`` for an image *sent* at ``(w, h)``."""
+    """One provider's image-token rule for an image *sent* at ``(w, h)``: the provider's resize
+    ``rule`` (a name in :data:`vlgate.sizing.RESIZE_RULES`) first, then ``per_image`` on the size
+    the model sees."""
 
     name: str
-    count: Callable[[int, int], int]
+    rule: str | None
+    per_image: Callable[[int, int], int]
     source: str
+
+    def count(self, width: int, height: int, pixels: sizing.Pixels | None = None) -> int:
+        """Tokens of one image sent at ``(width, height)``; ``pixels`` overrides a Qwen budget."""
+        return self.per_image(*sizing.provider_size(self.rule, (width, height), pixels))
 
 
 # --- OpenAI ----------------------------------------------------------------------------------
-# Tile models (detail=high): fit 2048 box, short side -> 768, then base + per_tile * 512-px tiles.
-# 1024x1024 -> 765, 1920x1080 -> 1105 (guide's worked examples).
+# Tile models (detail=high): fit 2048 box, short side -> 768, then base + per_tile * 512-px tiles
+# (1024x1024 -> 765, 1920x1080 -> 1105: the guide's worked examples). detail=low: base only.
+# Patch models: 32-px patches (at most 1536 after the resize) times a per-model multiplier.
 
 
-def _openai_tiles(width: int, height: int, base: int, per_tile: int) -> int:
-    w, h = sizing.openai_tile_size(width, height)
-    return base + per_tile * math.ceil(w / 512) * math.ceil(h / 512)
+def _tiles(width: int, height: int, base: int, per_tile: int) -> int:
+    return base + per_tile * math.ceil(width / 512) * math.ceil(height / 512)
 
 
-# Patch models: 32-px patches, at most 1536; a larger image is shrunk so that its patches fit,
-# then the patch count is multiplied by a per-model factor.
-_PATCH = 32
-_PATCH_BUDGET = 1536
-
-
-def _openai_patches(width: int, height: int, multiplier: float) -> int:
-    patches = math.ceil(width / _PATCH) * math.ceil(height / _PATCH)
-    if patches > _PATCH_BUDGET:
-        shrink = math.sqrt(_PATCH * _PATCH * _PATCH_BUDGET / (width * height))
-        # Shrink a little further so both sides land on whole patches.
-        shrink *= min(
-            math.floor(width * shrink / _PATCH) / (width * shrink / _PATCH),
-            math.floor(height * shrink / _PATCH) / (height * shrink / _PATCH),
-        )
-        w, h = max(1, int(width * shrink)), max(1, int(height * shrink))
-        patches = min(_PATCH_BUDGET, math.ceil(w / _PATCH) * math.ceil(h / _PATCH))
-    return math.ceil(patches * multiplier)
+def _patches(width: int, height: int, multiplier: float) -> int:
+    return math.ceil(sizing.openai_patches(width, height) * multiplier)
 
 
 # --- Anthropic -------------------------------------------------------------------------------
-# After Claude's resize: ceil(w/28) * ceil(h/28) visual tokens.
+# Standard tier: tokens = w*h/750 on the size Claude sees (vision docs' table: 200x200 -> ~54,
+# 1000x1000 -> ~1334, 1092x1092 -> ~1590). The high-resolution tier counts 28-px patches
+# (ceil(w/28)*ceil(h/28), budget 4784; vision-coordinates docs).
 
 
-def _claude(width: int, height: int, rule: str = "claude") -> int:
-    w, h = sizing.provider_size(rule, (width, height))
-    return math.ceil(w / 28) * math.ceil(h / 28)
+def _claude_750(width: int, height: int) -> int:
+    return math.ceil(width * height / 750)
 
 
-# --- Gemini 2.x ------------------------------------------------------------------------------
-# Both sides <= 384 px -> 258 tokens; otherwise 258 per 768x768 tile (1920x1080 -> 6 -> 1548).
+def _claude_patches(width: int, height: int) -> int:
+    return math.ceil(width / 28) * math.ceil(height / 28)
+
+
+# --- Gemini ----------------------------------------------------------------------------------
+# 2.x: both sides <= 384 px -> 258 tokens; otherwise 258 per 768x768 tile (1920x1080 -> 1548).
+# 3.x: a fixed count per image by media_resolution: LOW 280 / MEDIUM 560 / HIGH 1120 (default)
+# (coords.md Part B, confidence S).
 
 _GEMINI_TILE_TOKENS = 258
 _GEMINI_SMALL = 384
 _GEMINI_TILE = 768
-
-
-# Gemini 3: LOW 280 / MEDIUM 560 / HIGH 1120 (default) / ULTRA_HIGH 2240, whatever the size
-# (coords.md Part B, confidence S).
-_GEMINI3_DEFAULT = 1120
 
 
 def _gemini(width: int, height: int) -> int:
@@ -112,74 +106,127 @@ def _gemini(width: int, height: int) -> int:
     return _GEMINI_TILE_TOKENS * math.ceil(width / _GEMINI_TILE) * math.ceil(height / _GEMINI_TILE)
 
 
-# --- Qwen (DashScope, vLLM, Ollama) ----------------------------------------------------------
-# After smart_resize: h*w / factor^2 + 2 (vision start/end tokens), default ~1280-token cap.
+def _fixed(count: int) -> Callable[[int, int], int]:
+    return lambda _w, _h: count
+
+
+# --- Qwen ------------------------------------------------------------------------------------
+# After smart_resize: h*w / factor^2 + 2 (vision start/end tokens). DashScope caps at ~1280
+# tokens (16,384 with vl_high_resolution_images); self-hosted servers run the released
+# processor's min/max pixels (sizing.QWEN25_PROCESSOR_PIXELS, QWEN3_PROCESSOR_PIXELS).
 
 
 def _qwen(width: int, height: int, factor: int) -> int:
-    w, h = sizing.RESIZE_RULES[f"qwen-smart-{factor}"](width, height)
-    return (w * h) // (factor * factor) + 2
+    return (width * height) // (factor * factor) + 2
+
+
+def _openai_rows() -> list[TokenFormula]:
+    rows = [
+        TokenFormula(
+            "openai-tile",
+            "openai-tile",
+            partial(_tiles, base=85, per_tile=170),
+            "OpenAI vision guide: 85 + 170 per 512-px tile after the 2048/768 fit",
+        ),
+        TokenFormula(
+            "openai-tile@low", "openai-tile@low", _fixed(85), "OpenAI: detail=low is 85 tokens"
+        ),
+        TokenFormula(
+            "openai-tile-mini",
+            "openai-tile",
+            partial(_tiles, base=2833, per_tile=5667),
+            "gpt-4o-mini: 2833 + 5667 per tile (coords.md Part B, confidence U)",
+        ),
+        TokenFormula(
+            "openai-tile-mini@low",
+            "openai-tile@low",
+            _fixed(2833),
+            "gpt-4o-mini detail=low: the base count",
+        ),
+    ]
+    for mult, models in (
+        (1.62, "gpt-4.1-mini, gpt-5 mini"),
+        (2.46, "gpt-4.1-nano, gpt-5 nano"),
+        (1.72, "o4-mini"),
+    ):
+        rows.append(
+            TokenFormula(
+                f"openai-patch-{mult}",
+                "openai-patch",
+                partial(_patches, multiplier=mult),
+                f"OpenAI patch models ({models}): 32-px patches <= 1536, x{mult}",
+            )
+        )
+    return rows
 
 
 TOKEN_FORMULAS: dict[str, TokenFormula] = {
     f.name: f
     for f in [
-        TokenFormula(
-            "openai-tile",
-            partial(_openai_tiles, base=85, per_tile=170),
-            "OpenAI vision guide: 85 + 170 per 512-px tile after 2048/768 fit",
-        ),
-        TokenFormula(
-            "openai-tile-mini",
-            partial(_openai_tiles, base=2833, per_tile=5667),
-            "gpt-4o-mini: 2833 + 5667 per tile (coords.md Part B, confidence U)",
-        ),
-        TokenFormula(
-            "openai-patch-1.62",
-            partial(_openai_patches, multiplier=1.62),
-            "OpenAI patch models (gpt-4.1-mini, gpt-5 mini): 32-px patches <= 1536, x1.62",
-        ),
-        TokenFormula(
-            "openai-patch-2.46",
-            partial(_openai_patches, multiplier=2.46),
-            "gpt-4.1-nano: 32-px patches <= 1536, x2.46",
-        ),
-        TokenFormula(
-            "openai-patch-1.72",
-            partial(_openai_patches, multiplier=1.72),
-            "o4-mini: 32-px patches <= 1536, x1.72",
-        ),
+        *_openai_rows(),
         TokenFormula(
             "claude",
-            _claude,
-            "Anthropic vision docs: ceil(w/28)*ceil(h/28) after the 1568/1568 resize",
+            "claude",
+            _claude_750,
+            "Anthropic vision docs: w*h/750 after the 1568 px / ~1.15 MP resize",
         ),
         TokenFormula(
             "claude-hires",
-            partial(_claude, rule="claude-hires"),
-            "Anthropic high-res tier: 2576 long edge, 4784 tokens",
+            "claude-hires",
+            _claude_patches,
+            "Anthropic high-res tier: ceil(w/28)*ceil(h/28) after the 2576 px / 4784 resize",
         ),
         TokenFormula(
-            "gemini", _gemini, "Gemini 2.x token docs: 258, or 258 per 768-px tile above 384 px"
+            "gemini", None, _gemini, "Gemini 2.x token docs: 258, or 258 per 768-px tile above 384"
+        ),
+        TokenFormula("gemini-3", None, _fixed(1120), "Gemini 3: media_resolution HIGH, 1120"),
+        TokenFormula("gemini-3@low", None, _fixed(280), "Gemini 3: media_resolution LOW, 280"),
+        TokenFormula("gemini-3@medium", None, _fixed(560), "Gemini 3: MEDIUM, 560"),
+        TokenFormula("gemini-3@high", None, _fixed(1120), "Gemini 3: HIGH, 1120"),
+        TokenFormula(
+            "qwen-28",
+            "qwen-smart-28",
+            partial(_qwen, factor=28),
+            "DashScope: w*h/28^2 + 2 after smart_resize, ~1280-token cap",
         ),
         TokenFormula(
-            "gemini-3",
-            lambda _w, _h: _GEMINI3_DEFAULT,
-            "Gemini 3: a fixed count per image by media_resolution; HIGH (default) = 1120",
+            "qwen-28@high",
+            "qwen-smart-28@high",
+            partial(_qwen, factor=28),
+            "DashScope vl_high_resolution_images: 16,384-token cap",
         ),
         TokenFormula(
-            "qwen-28", partial(_qwen, factor=28), "DashScope: w*h/28^2 + 2 after smart_resize"
+            "qwen-32",
+            "qwen-smart-32",
+            partial(_qwen, factor=32),
+            "DashScope: w*h/32^2 + 2 after smart_resize, ~1280-token cap",
         ),
         TokenFormula(
-            "qwen-32", partial(_qwen, factor=32), "DashScope: w*h/32^2 + 2 after smart_resize"
+            "qwen-32@high",
+            "qwen-smart-32@high",
+            partial(_qwen, factor=32),
+            "DashScope vl_high_resolution_images: 16,384-token cap",
+        ),
+        TokenFormula(
+            "qwen-proc-28",
+            "qwen-proc-28",
+            partial(_qwen, factor=28),
+            "Qwen2.5-VL processor (self-hosted): min 3,136 / max 12,845,056 pixels",
+        ),
+        TokenFormula(
+            "qwen-proc-32",
+            "qwen-proc-32",
+            partial(_qwen, factor=32),
+            "Qwen3-VL processor (self-hosted): min 65,536 / max 16,777,216 pixels",
         ),
     ]
 }
-"""Image-token formulas by name (``registry.ModelFamily.tokens``)."""
+"""Image-token formulas by name (``registry.ModelFamily.tokens``); ``"<name>@<variant>"`` rows
+apply when a parameter changes what the model sees (``detail="low"``, ``media_resolution``)."""
 
 MODEL_TOKEN_FORMULAS: tuple[tuple[str, str], ...] = (
     (r"gpt-4o-mini", "openai-tile-mini"),
-    (r"gpt-4\.1-nano", "openai-patch-2.46"),
+    (r"gpt-4\.1-nano|gpt-5(\.\d+)?-nano", "openai-patch-2.46"),
     (r"gpt-4\.1-mini|gpt-5(\.\d+)?-mini", "openai-patch-1.62"),
     (r"\bo4-mini", "openai-patch-1.72"),
     (r"gemini-3", "gemini-3"),
@@ -203,30 +250,46 @@ def formula_for(route: Route) -> TokenFormula | None:
     return TOKEN_FORMULAS[family_formula] if family_formula is not None else None
 
 
-def image_tokens(route: Route, size: Size) -> int | None:
+def image_tokens(
+    route: Route,
+    size: Size,
+    config: ModelConfig | None = None,
+    params: dict[str, Any] | None = None,
+) -> int | None:
     """Image tokens of one image sent at ``size`` on ``route``; ``None`` without a formula."""
-    formula = formula_for(route)
-    return formula.count(*size) if formula is not None else None
+    from .config import ModelConfig
+    from .planning import size_plan
+
+    cfg = config or ModelConfig(model=route.requested or route.model)
+    return size_plan(route, cfg, params).count(size)
 
 
 def estimate_tokens(
-    image: ImageInput | Size, model: str | VlModel, *, config: ModelConfig | None = None
+    image: ImageInput | Size,
+    model: str | VlModel,
+    *,
+    config: ModelConfig | None = None,
+    **params: Any,
 ) -> int:
     """Image tokens ``model`` will charge for ``image``, computed before sending.
 
     Uses the size vlgate would send (``auto_resize`` and the provider-side resize rule, see
     :func:`vlgate.planning.target_size`) and the provider's own formula. ``image`` is anything
     :meth:`vlgate.Image.load` takes, or a plain ``(width, height)``. ``model`` is a model string or
-    a :class:`~vlgate.VlModel` (whose configuration is then used).
+    a :class:`~vlgate.VlModel` (whose configuration is then used). ``params`` are the call's
+    parameters that change what the model sees (``detail="low"``, ``media_resolution=...``,
+    ``vl_high_resolution_images=True``, ``mm_processor_kwargs={"max_pixels": ...}``).
 
     Raises:
         ConfigError: no formula is known for this model's family.
 
     Example:
-        >>> estimate_tokens((1920, 1080), "anthropic/claude-sonnet-4-6")
-        1560
+        >>> estimate_tokens((1024, 1024), "openai/gpt-4.1-mini")
+        1659
         >>> estimate_tokens((1920, 1080), "gemini/gemini-2.5-flash")
         1548
+        >>> estimate_tokens((1920, 1080), "openai/gpt-4o", detail="low")
+        85
     """
     from . import planning
     from .config import ModelConfig
@@ -239,13 +302,13 @@ def estimate_tokens(
     else:
         cfg, route = model.config, model.route
     size = _size_of(image, Image)
-    formula = formula_for(route)
-    if formula is None:
+    plan = planning.size_plan(route, cfg, params)
+    if plan.tokens is None:
         raise ConfigError(
             f"no image-token formula is known for {route.requested or route.model} "
             f"(family {route.family.name!r})"
         )
-    return formula.count(*planning.target_size(size, route, cfg))
+    return plan.tokens.count(*planning.target_size(size, route, cfg, params), pixels=plan.pixels)
 
 
 def _size_of(image: Any, image_cls: Any) -> Size:
@@ -267,29 +330,36 @@ _UNKNOWN_IMAGE_PIXELS_PER_TOKEN = 750  # Anthropic's legacy rule of thumb, for u
 _DEFAULT_OUTPUT_TOKENS = 256
 
 
-def request_tokens(route: Route, request: ChatRequest) -> tuple[int, int | None]:
+def request_tokens(
+    route: Route, request: ChatRequest, config: ModelConfig | None = None
+) -> tuple[int, int | None]:
     """``(total, image_tokens)`` a request is expected to use: images by the provider's formula,
     text at ~4 characters a token, plus ``max_tokens`` (256 when unset) for the answer.
 
     ``image_tokens`` is ``None`` when the family has no known formula.
     """
-    formula = formula_for(route)
+    from .config import ModelConfig
+    from .planning import size_plan
+
+    cfg = config or ModelConfig(model=route.requested or route.model)
+    plan = size_plan(route, cfg, request.params)
     images = 0
     text_chars = 0
     for msg in request.messages:
         for part in msg.parts:
             if isinstance(part, str):
                 text_chars += len(part)
-            elif formula is not None:
-                images += formula.count(*part.size)
-            else:
+                continue
+            counted = plan.count(part.size)
+            if counted is None:
                 w, h = part.size
-                images += max(1, (w * h) // _UNKNOWN_IMAGE_PIXELS_PER_TOKEN)
+                counted = max(1, (w * h) // _UNKNOWN_IMAGE_PIXELS_PER_TOKEN)
+            images += counted
     params = request.params
     out = params.get("max_tokens") or params.get("max_completion_tokens") or _DEFAULT_OUTPUT_TOKENS
     out = out if isinstance(out, int) and out > 0 else _DEFAULT_OUTPUT_TOKENS
     total = images + math.ceil(text_chars / _CHARS_PER_TOKEN) + out
-    return total, (images if formula is not None else None)
+    return total, (images if plan.tokens is not None else None)
 
 
 def cost_of(route: Route, usage: Usage) -> float | None:

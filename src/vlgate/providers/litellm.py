@@ -164,6 +164,10 @@ class LiteLLMProvider(Provider):
         if raw_usage is not None:
             usage.input_tokens = getattr(raw_usage, "prompt_tokens", 0) or 0
             usage.output_tokens = getattr(raw_usage, "completion_tokens", 0) or 0
+            details = getattr(raw_usage, "prompt_tokens_details", None)
+            server_images = getattr(details, "image_tokens", None)
+            if isinstance(server_images, int) and server_images > 0:
+                usage.image_tokens = server_images  # Gemini reports its own IMAGE count
         hidden = getattr(resp, "_hidden_params", None) or {}
         cost = hidden.get("response_cost") if isinstance(hidden, dict) else None
         if isinstance(cost, int | float):

@@ -133,6 +133,9 @@ class OpenAICompatProvider(Provider):
         raw_usage = data.get("usage") or {}
         usage.input_tokens = int(raw_usage.get("prompt_tokens") or 0)
         usage.output_tokens = int(raw_usage.get("completion_tokens") or 0)
+        details = raw_usage.get("prompt_tokens_details")
+        if isinstance(details, dict) and isinstance(details.get("image_tokens"), int):
+            usage.image_tokens = details["image_tokens"]  # the server's own count, when given
         return Completion(
             text=text,
             usage=usage,

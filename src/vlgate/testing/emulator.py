@@ -665,14 +665,7 @@ class Emulator:
         return out
 
     def _image_tokens(self, parsed: Parsed) -> int:
-        fam = family_for(parsed.model)
-        total = 0
-        for (img, _), detail in zip(parsed.images, parsed.details, strict=False):
-            if img.size is None:
-                total += 85
-                continue
-            total += image_tokens(fam.tokens, img.size[0], img.size[1], detail)
-        return total
+        return _parsed_image_tokens(parsed)
 
     async def _stream(
         self,
@@ -817,6 +810,17 @@ def _openai_usage(pt: int, ct: int) -> dict[str, Any]:
     }
 
 
+def _parsed_image_tokens(parsed: Parsed) -> int:
+    fam = family_for(parsed.model)
+    total = 0
+    for (img, _), detail in zip(parsed.images, parsed.details, strict=False):
+        if img.size is None:
+            total += 85
+            continue
+        total += image_tokens(fam.tokens, img.size[0], img.size[1], detail)
+    return total
+
+
 def _gemini_chunk(
     p: Parsed, text: str | None, finish: str | None, usage: tuple[int, int] | None
 ) -> dict[str, Any]:
@@ -834,13 +838,13 @@ def _gemini_chunk(
     }
     if usage is not None:
         pt, ct = usage
-        n_img = len(p.images)
+        img_tokens = min(pt, _parsed_image_tokens(p)) if p.images else 0
         out["usageMetadata"] = {
             "promptTokenCount": pt,
             "candidatesTokenCount": ct,
             "totalTokenCount": pt + ct,
-            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": pt - min(pt, 258 * n_img)}]
-            + ([{"modality": "IMAGE", "tokenCount": min(pt, 258 * n_img)}] if n_img else []),
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": pt - img_tokens}]
+            + ([{"modality": "IMAGE", "tokenCount": img_tokens}] if p.images else []),
         }
     return out
 

@@ -113,11 +113,27 @@ def claude_hires_resize(w: int, h: int) -> tuple[int, int]:
     return claude_resize(w, h, long_edge=2576, budget=4784)
 
 
+def openai_patch_resize(w: int, h: int) -> tuple[int, int]:
+    """OpenAI patch models: at most 1536 patches of 32 px; shrink by sqrt(32*32*1536/(w*h)), then
+    until the width is a whole number of patches (OpenAI vision guide: 1800x2400 -> 1056x1408).
+
+    Example:
+        >>> openai_patch_resize(1800, 2400)
+        (1056, 1408)
+    """
+    if math.ceil(w / 32) * math.ceil(h / 32) <= 1536:
+        return (w, h)
+    s = math.sqrt(32 * 32 * 1536 / (w * h))
+    s *= min(math.floor(w * s / 32) / (w * s / 32), math.floor(h * s / 32) / (h * s / 32))
+    return (max(1, int(w * s)), max(1, int(h * s)))
+
+
 RESIZE: dict[str, Callable[[int, int], tuple[int, int]]] = {
     "qwen-smart-28": smart_resize,
     "claude": claude_resize,
     "claude-hires": claude_hires_resize,
     "openai-tile": openai_tile_resize,
+    "openai-patch": openai_patch_resize,
 }
 
 
@@ -133,9 +149,17 @@ def image_tokens(formula: str, w: int, h: int, detail: str | None = None) -> int
             return 85
         tw, th = openai_tile_resize(w, h)
         return 85 + 170 * math.ceil(tw / 512) * math.ceil(th / 512)
-    if formula in ("claude", "claude-hires"):
+    if formula == "claude":
+        # Anthropic vision docs: tokens = w*h/750 (200x200 -> ~54, 1000x1000 -> ~1334).
+        cw, ch = RESIZE[formula](w, h)
+        return math.ceil(cw * ch / 750)
+    if formula == "claude-hires":
         cw, ch = RESIZE[formula](w, h)
         return math.ceil(cw / 28) * math.ceil(ch / 28)
+    if formula.startswith("openai-patch-"):
+        pw, ph = openai_patch_resize(w, h)
+        patches = math.ceil(pw / 32) * math.ceil(ph / 32)
+        return math.ceil(patches * float(formula.rsplit("-", 1)[1]))
     if formula == "gemini":
         if w <= 384 and h <= 384:
             return 258
@@ -240,6 +264,31 @@ FAMILIES: tuple[Family, ...] = (
         "json_pixels",
         "json_pixels",
         "claude",
+    ),
+    # OpenAI patch models (OpenAI vision guide): 32-px patches, per-model token multipliers.
+    Family(
+        "gpt-patch",
+        (r"gpt-4\.1-nano", r"gpt-5(\.\d+)?-nano"),
+        Frame("pixels", resize="openai-patch"),
+        "json_pixels",
+        "json_pixels",
+        "openai-patch-2.46",
+    ),
+    Family(
+        "gpt-patch",
+        (r"o4-mini",),
+        Frame("pixels", resize="openai-patch"),
+        "json_pixels",
+        "json_pixels",
+        "openai-patch-1.72",
+    ),
+    Family(
+        "gpt-patch",
+        (r"gpt-4\.1-mini", r"gpt-5(\.\d+)?-mini"),
+        Frame("pixels", resize="openai-patch"),
+        "json_pixels",
+        "json_pixels",
+        "openai-patch-1.62",
     ),
     # GPT: no trained convention; pixels of the image after the tile resize.
     Family(
