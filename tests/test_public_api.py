@@ -13,6 +13,7 @@ EXPECTED = {
     "AuthError",
     "ConfigError",
     "ConnectionError",
+    "ContentFilteredError",
     "Detection",
     "Detections",
     "EncodedImage",

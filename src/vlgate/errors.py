@@ -4,6 +4,8 @@
     ├── ConfigError          the caller's setup is wrong (unknown model, missing key, bad option)
     ├── ImageError           an image could not be loaded, decoded or fitted to the limits
     ├── ResponseError        the model answered, but not with something usable (empty, unparsable)
+    │   └── ContentFilteredError   the provider withheld the answer (safety block, recitation,
+    │                              refusal); carries the provider's ``reason``; not retried
     └── ProviderError        the provider refused or failed (carries ``status``)
         ├── AuthError            401 / 403
         ├── RateLimitError       429 (carries ``retry_after`` seconds when the provider said so)
@@ -31,6 +33,7 @@ __all__ = [
     "AuthError",
     "ConfigError",
     "ConnectionError",
+    "ContentFilteredError",
     "ImageError",
     "ProviderError",
     "RateLimitError",
@@ -91,6 +94,35 @@ class ResponseError(VlgateError):
         super().__init__(message)
         self.raw = raw
         self.retryable = retryable
+
+
+class ContentFilteredError(ResponseError):
+    """The provider withheld the answer on purpose: a safety block, a recitation stop, a refusal.
+
+    Retrying the same request gives the same outcome, so it is never retried. ``reason`` is the
+    provider's own word for it: Gemini's ``promptFeedback.blockReason`` or ``finishReason``
+    (``SAFETY``, ``RECITATION``, ``PROHIBITED_CONTENT``, ...), Anthropic's ``refusal`` stop
+    reason, OpenAI's ``content_filter`` finish reason. ``raw`` holds any partial text.
+
+    Example:
+        >>> err = ContentFilteredError("blocked", reason="SAFETY", provider="gemini")
+        >>> (err.reason, err.retryable)
+        ('SAFETY', False)
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str,
+        raw: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+    ) -> None:
+        super().__init__(message, raw=raw, retryable=False)
+        self.reason = reason
+        self.provider = provider
+        self.model = model
 
 
 class ProviderError(VlgateError):

@@ -561,6 +561,26 @@ PROVIDERS: dict[str, ProviderSpec] = {
             description="A vLLM OpenAI-compatible server (api_base required)",
         ),
         ProviderSpec(
+            name="anthropic",
+            target="vlgate.providers.anthropic:AnthropicProvider",
+            service="anthropic",
+            key_env=("ANTHROPIC_API_KEY",),
+            base_url="https://api.anthropic.com",
+            base_url_env=("ANTHROPIC_BASE_URL", "ANTHROPIC_API_BASE"),
+            native_json_schema=True,
+            description="Anthropic Messages API, native (litellm/anthropic/... for the gateway)",
+        ),
+        ProviderSpec(
+            name="gemini",
+            target="vlgate.providers.gemini:GeminiProvider",
+            service="gemini",
+            key_env=("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+            base_url="https://generativelanguage.googleapis.com/v1beta",
+            base_url_env=("GEMINI_API_BASE",),
+            native_json_schema=True,
+            description="Gemini API generateContent, native (litellm/gemini/... for the gateway)",
+        ),
+        ProviderSpec(
             name="moondream",
             target="vlgate.providers.moondream:MoondreamProvider",
             service="moondream",
@@ -586,7 +606,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
             base_url_env=("LITELLM_API_BASE",),
             needs_key=False,  # LiteLLM reads each provider's own env vars; checked per service.
             native_json_schema=True,
-            description="Any LiteLLM model: anthropic/, gemini/, bedrock/, azure/, vertex_ai/",
+            description="Any LiteLLM model: bedrock/, azure/, vertex_ai/, litellm/anthropic/, ...",
         ),
     ]
 }
@@ -672,7 +692,6 @@ FAMILIES: dict[str, ModelFamily] = {
             resize="claude-hires",
             tokens="claude-hires",
             price_per_mtok=(15.0, 75.0),
-            native_json_schema=False,
             description="Claude on the high-resolution tier (Opus 4.7): long edge 2576 px",
         ),
         ModelFamily(
@@ -682,9 +701,7 @@ FAMILIES: dict[str, ModelFamily] = {
             resize="claude",
             tokens="claude",
             price_per_mtok=(3.0, 15.0),
-            # Structured output is asked for in the prompt: LiteLLM emulates json_schema for
-            # Anthropic with a forced tool call, which changes the answer's shape.
-            native_json_schema=False,
+            # Native structured output (output_config.format) on the anthropic/ provider.
             description="Claude: pixels of the image after Anthropic's resize",
         ),
         ModelFamily(
@@ -800,13 +817,16 @@ _SHORT_NAMES = {"openai", "qwen", "ollama", "vllm", "litellm", "moondream"}
 def resolve(model: str, *, family: str | None = None) -> Route:
     """Resolve a model string to the provider that sends it, the service limits and the family.
 
-    ``openai/gpt-4o`` -> openai provider; ``qwen/...``, ``ollama/...``, ``vllm/...`` likewise;
+    ``openai/gpt-4o`` -> openai provider; ``anthropic/...``, ``gemini/...``, ``qwen/...``,
+    ``ollama/...``, ``vllm/...`` likewise (each prefix in ``PROVIDERS``);
     ``litellm/<anything>`` forces LiteLLM; any other ``prefix/model`` goes through LiteLLM.
 
     Example:
         >>> r = resolve("anthropic/claude-sonnet-4-6")
         >>> (r.provider.name, r.service.name, r.family.name, r.model)
-        ('litellm', 'anthropic', 'claude', 'anthropic/claude-sonnet-4-6')
+        ('anthropic', 'anthropic', 'claude', 'claude-sonnet-4-6')
+        >>> resolve("litellm/anthropic/claude-sonnet-4-6").provider.name
+        'litellm'
     """
     if not model or not isinstance(model, str):
         raise ConfigError("model must be a non-empty string such as 'openai/gpt-4o-mini'")

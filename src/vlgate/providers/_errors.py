@@ -106,6 +106,8 @@ def error_message(body: Any, status: int | None = None) -> tuple[str, Any]:
         except ValueError:
             body = None
     message: Any = None
+    if isinstance(body, list) and len(body) == 1 and isinstance(body[0], dict):
+        body = body[0]  # Gemini may wrap its error object in a one-element list
     if isinstance(body, dict):
         message = body.get("error", body.get("detail", body.get("message")))
         if isinstance(message, dict):
@@ -115,6 +117,21 @@ def error_message(body: Any, status: int | None = None) -> tuple[str, Any]:
     if not message:
         message = text[:500] or (f"HTTP {status}" if status is not None else "error")
     return str(message), body if body is not None else (text[:2000] or None)
+
+
+def _gemini_retry_delay(body: Any) -> float | None:
+    """Gemini's back-off is in the body: ``error.details[].retryDelay`` (``"47s"``) of a
+    ``google.rpc.RetryInfo``."""
+    err = body.get("error") if isinstance(body, dict) else None
+    details = err.get("details") if isinstance(err, dict) else None
+    for d in details if isinstance(details, list) else ():
+        delay = d.get("retryDelay") if isinstance(d, dict) else None
+        if isinstance(delay, str) and delay.endswith("s"):
+            try:
+                return max(0.0, float(delay[:-1]))
+            except ValueError:
+                return None
+    return None
 
 
 def _cleaner(secrets: Iterable[str | None]) -> Any:
@@ -165,7 +182,14 @@ def error_for_status(
     if status in (401, 403) or (status == 400 and any(m in text.lower() for m in _AUTH_MESSAGES)):
         return errors.AuthError(text, **kwargs)
     if status == 429:
-        return errors.RateLimitError(text, retry_after=retry_after_seconds(headers), **kwargs)
+        retry_after = retry_after_seconds(headers)
+        if retry_after is None:
+            retry_after = _gemini_retry_delay(parsed)
+        # Anthropic: a spend cap you set does not lift by waiting.
+        capped = parsed is not None and "enforced_spend_limit_reached" in json.dumps(parsed)
+        return errors.RateLimitError(
+            text, retry_after=retry_after, retryable=not capped, **kwargs
+        )
     if status == 408:
         return errors.TimeoutError(text, **kwargs)
     return errors.ProviderError(text, **kwargs)

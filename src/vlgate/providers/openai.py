@@ -1,31 +1,28 @@
-"""OpenAI-compatible chat completions via the openai SDK: OpenAI, Qwen (DashScope), Ollama, vLLM.
+"""OpenAI-compatible chat completions straight on the shared HTTP client: OpenAI, Qwen (DashScope),
+Ollama ``/v1``, vLLM.
 
-The SDK's own retries are off (``max_retries=0``): vlgate's runtime is the one retry layer.
+No SDK object model per request: the body is built as a plain dict (each parameter placed where
+the server's table in ``registry.PARAMS`` says), serialised once, POSTed to
+``{api_base}/chat/completions`` on the pooled aiohttp session of the current event loop, and the
+answer parsed once (``benchmarks/overhead.py`` measures this against a raw aiohttp POST). The
+openai SDK is not imported. vlgate's runtime is the one retry layer.
+
+Streaming: ``"stream": true`` with ``stream_options.include_usage``; ``data:`` events end with
+``data: [DONE]``; a stream that ends without it is a :class:`~vlgate.ConnectionError`, never a
+silently truncated answer. A ``content_filter`` finish with no text is a
+:class:`~vlgate.ContentFilteredError`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-import httpx
-import openai
-from openai import AsyncStream
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
-
 from .. import errors
 from ..registry import PARAMS, param_table
-from ..runtime.loop import PerLoop
-from ._errors import map_openai_error
-from .base import (
-    ChatRequest,
-    Completion,
-    Provider,
-    Usage,
-    response_format,
-    to_openai_messages,
-)
+from ._errors import error_for_status, malformed_answer
+from ._http import HttpClient
+from .base import ChatRequest, Completion, Provider, Usage, response_format, to_openai_messages
 from .params import openai_image_parts, place
 
 if TYPE_CHECKING:
@@ -33,13 +30,6 @@ if TYPE_CHECKING:
     from ..registry import Route
 
 __all__ = ["OpenAICompatProvider"]
-
-# A placeholder the SDK needs for keyless local servers; such servers ignore it.
-_NO_KEY = "EMPTY"
-
-
-async def _close_client(client: openai.AsyncOpenAI) -> None:
-    await client.close()
 
 
 class OpenAICompatProvider(Provider):
@@ -50,21 +40,12 @@ class OpenAICompatProvider(Provider):
     ) -> None:
         super().__init__(route, config, api_key, api_base)
         self._params = param_table(route.service.name) or PARAMS["vllm"]
-        self._clients = PerLoop(self._new_client, close=_close_client)
-
-    def _client(self) -> openai.AsyncOpenAI:
-        return self._clients.get()
-
-    def _new_client(self) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(
-            api_key=self._api_key or _NO_KEY,
-            base_url=self.api_base,
-            max_retries=0,
-            timeout=self.config.timeout,
-            default_headers=self.config.extra_headers or None,
-            # httpx's own async pool queues badly past a few dozen concurrent requests; the
-            # aiohttp transport keeps a 64-image batch ~3x faster (benchmarks/vs_litellm.py).
-            http_client=openai.DefaultAioHttpClient(timeout=self.config.timeout),
+        self._url = (api_base or route.provider.base_url or "").rstrip("/") + "/chat/completions"
+        headers = dict(config.extra_headers)
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._http = HttpClient(
+            provider=route.provider.name, model=route.model, headers=headers, secrets=(api_key,)
         )
 
     def _body(self, request: ChatRequest) -> tuple[dict[str, Any], dict[str, str]]:
@@ -79,55 +60,29 @@ class OpenAICompatProvider(Provider):
             body["response_format"] = fmt
         return body, dropped
 
-    def _options(self, request: ChatRequest) -> Any:
-        options: dict[str, Any] = {"timeout": request.timeout}
-        if request.extra_headers:
-            options["headers"] = request.extra_headers
-        return options
-
-    async def _post(self, request: ChatRequest, body: dict[str, Any], stream: bool) -> Any:
-        # ``client.post`` sends the body as built: ``chat.completions.create`` would first walk
-        # every message (base64 images included) through the SDK's TypedDict transform, which
-        # costs more than the rest of vlgate's client path.
-        client = self._client()
-        if stream:
-            return await client.post(
-                "/chat/completions",
-                body=body,
-                cast_to=ChatCompletion,
-                options=self._options(request),
-                stream=True,
-                stream_cls=AsyncStream[ChatCompletionChunk],
-            )
-        # The raw response: vlgate reads four fields, building the SDK's pydantic model costs more.
-        return await client.post(
-            "/chat/completions", body=body, cast_to=httpx.Response, options=self._options(request)
-        )
-
-    def _map(self, exc: BaseException, request: ChatRequest) -> errors.VlgateError:
-        # Also maps transport errors the SDK lets escape while reading a body: a connection cut
-        # half-way must not pass for a complete (truncated) answer.
-        return map_openai_error(
-            exc,
-            provider=self.route.provider.name,
-            model=self.route.model,
-            secrets=(self._api_key,),
-            timeout=request.timeout,
-        )
+    def _where(self) -> dict[str, Any]:
+        return {"provider": self.route.provider.name, "model": self.route.model}
 
     async def complete(self, request: ChatRequest) -> Completion:
         body, dropped = self._body(request)
-        try:
-            raw = await self._post(request, body, stream=False)
-            data = json.loads(await raw.aread())
-        except (openai.OpenAIError, ValueError, httpx.HTTPError) as exc:
-            raise self._map(exc, request) from None
-        choices = data.get("choices") if isinstance(data, dict) else None
+        data = await self._http.post_json(
+            self._url, body, timeout=request.timeout, headers=request.extra_headers or None
+        )
+        choices = data.get("choices")
+        if not isinstance(choices, list):
+            raise malformed_answer("no 'choices' list", **self._where())
         if not choices or not isinstance(choices[0], dict):
             raise errors.ResponseError("the provider returned no choices", retryable=True)
         choice = choices[0]
         text = (choice.get("message") or {}).get("content")
+        finish = choice.get("finish_reason")
         if not text or not isinstance(text, str):
+            if finish == "content_filter":
+                raise errors.ContentFilteredError(
+                    "the provider withheld the answer (finish_reason 'content_filter')",
+                    reason="content_filter",
+                    **self._where(),
+                )
             raise errors.ResponseError("the model returned an empty answer", retryable=True)
         usage = Usage(requests=1)
         raw_usage = data.get("usage") or {}
@@ -140,7 +95,7 @@ class OpenAICompatProvider(Provider):
             text=text,
             usage=usage,
             model=data.get("model"),
-            finish_reason=choice.get("finish_reason"),
+            finish_reason=finish,
             dropped_params=tuple(sorted(dropped)),
             dropped_reasons=dropped,
         )
@@ -149,15 +104,32 @@ class OpenAICompatProvider(Provider):
         body, _ = self._body(request)
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
-        try:
-            stream = await self._post(request, body, stream=True)
-            async for chunk in stream:
-                if chunk.choices and chunk.choices[0].delta.content:
-                    yield chunk.choices[0].delta.content
-        except (openai.OpenAIError, ValueError, httpx.HTTPError) as exc:
-            raise self._map(exc, request) from None
+        done = False
+        async for _event, data in self._http.sse(
+            self._url, body, timeout=request.timeout, headers=request.extra_headers or None
+        ):
+            if data == "[DONE]":
+                done = True
+                break
+            chunk = self._http.parse_event(data)
+            if not isinstance(chunk, dict):
+                raise malformed_answer("stream chunk is not a JSON object", **self._where())
+            if "error" in chunk:
+                err = chunk["error"] if isinstance(chunk["error"], dict) else {}
+                code = err.get("code")
+                raise error_for_status(
+                    code if isinstance(code, int) else 500,
+                    data,
+                    secrets=(self._api_key,),
+                    **self._where(),
+                )
+            choices = chunk.get("choices")
+            if choices and isinstance(choices[0], dict):
+                content = (choices[0].get("delta") or {}).get("content")
+                if content:
+                    yield content
+        if not done:
+            raise self._http.cut_short()
 
     async def aclose(self) -> None:
-        client = self._clients.pop()
-        if client is not None:
-            await client.close()
+        await self._http.aclose()

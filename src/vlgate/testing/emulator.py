@@ -568,6 +568,19 @@ class Emulator:
                 body=b'{"id": "x", "choices": [{"message": {"content": "unterminat',
                 content_type="application/json",
             )
+        if kind in ("blocked", "recitation"):
+            rec.response_text = None
+            filtered = _filtered(variant, parsed, kind, (prompt_tokens, 0))
+            if parsed.stream:
+                resp = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream"})
+                await resp.prepare(request)
+                for event in filtered:
+                    await resp.write(event)
+                await resp.write_eof()
+                return resp
+            return web.Response(
+                status=200, body=dumps(filtered[0]), content_type="application/json"
+            )
         if parsed.stream:
             return await self._stream(
                 request, rec, variant, parsed, content, finish, usage, truncate=kind == "truncate"
@@ -776,6 +789,57 @@ def _render(
         base["message"] = msg
     base.update(_ollama_done(finish, usage))
     return base
+
+
+def _filtered(variant: str, p: Parsed, kind: str, usage: tuple[int, int]) -> list[Any]:
+    """A withheld answer: ``[plain body]``, or the SSE events when ``p.stream``."""
+    pt, _ = usage
+    if variant == "gemini":
+        if kind == "recitation":
+            body = _gemini_chunk(p, None, "RECITATION", usage)
+        else:
+            body = {
+                "promptFeedback": {
+                    "blockReason": "SAFETY",
+                    "safetyRatings": [
+                        {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH"}
+                    ],
+                },
+                "usageMetadata": {"promptTokenCount": pt, "totalTokenCount": pt},
+                "modelVersion": p.model,
+            }
+        if p.stream:
+            return [_sse(body)]
+        return [body]
+    if variant == "anthropic":
+        body = _render(variant, p, None, "stop", usage)
+        body["stop_reason"] = "refusal"
+        if not p.stream:
+            return [body]
+        start = {**body, "stop_reason": None}
+        return [
+            _sse({"type": "message_start", "message": start}, "message_start"),
+            _sse(
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "refusal", "stop_sequence": None},
+                    "usage": {"output_tokens": 0},
+                },
+                "message_delta",
+            ),
+            _sse({"type": "message_stop"}, "message_stop"),
+        ]
+    body = _render(variant, p, None, "content_filter", usage)
+    if not p.stream or variant not in ("openai", "ollama-v1"):
+        return [body]
+    chunk = {
+        "id": body.get("id"),
+        "object": "chat.completion.chunk",
+        "created": body.get("created"),
+        "model": body.get("model"),
+        "choices": [{"index": 0, "delta": {}, "finish_reason": "content_filter"}],
+    }
+    return [_sse(chunk), _sse("[DONE]")]
 
 
 def _moondream_body(skill: str, content: str | None) -> dict[str, Any]:

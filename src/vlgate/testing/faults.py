@@ -18,6 +18,11 @@ request header ``x-emulator-fault``):
 ``empty``         200 with empty text; ``null``: 200 with no content (``null``/no parts)
 ``prose``         200 with a chatty answer that holds no JSON (a model ignoring the format)
 ``truncate``      streams stop half-way (no final event); plain answers are cut mid-body
+``blocked``       200, the answer withheld by the provider's filter: Gemini ``promptFeedback``
+                  ``blockReason: SAFETY`` (no candidates), Anthropic ``stop_reason: refusal``,
+                  OpenAI ``finish_reason: content_filter`` with no content
+``recitation``    200, Gemini's candidate stopped with ``finishReason: RECITATION`` and no text
+                  (other protocols: as ``blocked``)
 ================  =================================================================
 
 Example::
@@ -37,13 +42,23 @@ from dataclasses import dataclass
 
 __all__ = ["Fault", "FaultBook", "parse_fault"]
 
-_SIMPLE = {"ok", "reset", "malformed", "empty", "null", "truncate", "prose"}
+_SIMPLE = {
+    "ok",
+    "reset",
+    "malformed",
+    "empty",
+    "null",
+    "truncate",
+    "prose",
+    "blocked",
+    "recitation",
+}
 
 
 @dataclass(frozen=True)
 class Fault:
     """One outcome. ``kind``: ok, status, hang, slow, reset, malformed, empty, null, truncate,
-    prose."""
+    prose, blocked, recitation."""
 
     kind: str
     spec: str

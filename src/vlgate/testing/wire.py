@@ -241,6 +241,7 @@ def parse_anthropic(body: Any) -> Parsed:
             400, "max_tokens: Input should be a valid integer greater than or equal to 1"
         )
     p = Parsed(model=str(body["model"]), stream=bool(body.get("stream", False)), max_tokens=mt)
+    _anthropic_options(body, p)
     system = body.get("system")
     if isinstance(system, str):
         p.texts.append(system)
@@ -290,6 +291,46 @@ def parse_anthropic(body: Any) -> Parsed:
                     )
                 p.details.append(None)
     return p
+
+
+def _anthropic_options(body: dict[str, Any], p: Parsed) -> None:
+    """Validate the optional fields vlgate sends as the Messages API types them, and read the
+    structured-output schema (GA ``output_config.format``; the beta top-level ``output_format``)."""
+    stops = body.get("stop_sequences")
+    if stops is not None and not (
+        isinstance(stops, list) and all(isinstance(x, str) for x in stops)
+    ):
+        raise WireError(400, "stop_sequences: Input should be a valid list of strings")
+    for key in ("top_k",):
+        if key in body and (not isinstance(body[key], int) or body[key] < 0):
+            raise WireError(400, f"{key}: Input should be a non-negative integer")
+    for key in ("temperature", "top_p"):
+        value = body.get(key)
+        if value is not None and not (isinstance(value, int | float) and 0 <= value <= 1):
+            raise WireError(400, f"{key}: Input should be a number between 0 and 1")
+    thinking = body.get("thinking")
+    if thinking is not None:
+        kind = thinking.get("type") if isinstance(thinking, dict) else None
+        if kind not in ("enabled", "disabled", "adaptive"):
+            raise WireError(
+                400, "thinking.type: Input should be 'enabled', 'disabled' or 'adaptive'"
+            )
+        budget = thinking.get("budget_tokens")
+        if kind == "enabled" and not (
+            isinstance(budget, int) and 1024 <= budget < int(body["max_tokens"])
+        ):
+            raise WireError(400, "thinking.budget_tokens: must be >= 1024 and less than max_tokens")
+    config = body.get("output_config")
+    fmt = config.get("format") if isinstance(config, dict) else body.get("output_format")
+    if config is not None and not isinstance(config, dict):
+        raise WireError(400, "output_config: Input should be a valid dictionary")
+    if fmt is not None:
+        if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+            raise WireError(400, "output_config.format.type: Input should be 'json_schema'")
+        schema = fmt.get("schema")
+        if not isinstance(schema, dict):
+            raise WireError(400, "output_config.format.schema: Field required")
+        p.schema = schema
 
 
 # --- Gemini generateContent ---------------------------------------------------------------------

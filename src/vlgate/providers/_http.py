@@ -1,0 +1,206 @@
+"""The one HTTP client every wire provider shares (OpenAI-compatible, Anthropic, Gemini, Moondream).
+
+Close to the wire on purpose: one pooled aiohttp session per event loop, the JSON body serialised
+once into bytes, the answer read once and parsed once, server-sent events split by a small
+reader. No SDK object model sits between a request and the socket, so a request costs about what a
+raw aiohttp POST costs (``benchmarks/overhead.py``). Every failure leaves here as a vlgate error:
+statuses through :func:`~vlgate.providers._errors.error_for_status`, transport faults through
+:func:`~vlgate.providers._errors.error_for_transport`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+
+from .. import errors
+from ..runtime.loop import PerLoop
+from ._errors import error_for_status, error_for_transport, malformed_answer
+
+__all__ = ["HttpClient", "dumps"]
+
+# What the transport raises for refused/reset connections, DNS failures, cut bodies and timeouts.
+_TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+
+def dumps(body: Any) -> bytes:
+    """The JSON body as sent: compact, serialised once.
+
+    Example:
+        >>> dumps({"a": [1, "é"]})
+        b'{"a":[1,"\\\\u00e9"]}'
+    """
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+async def _close_session(session: aiohttp.ClientSession) -> None:
+    await session.close()
+
+
+class HttpClient:
+    """JSON over HTTP for one provider instance: a pooled session per event loop.
+
+    ``where`` (provider, model) and ``secrets`` label and redact every error raised.
+    """
+
+    def __init__(
+        self,
+        *,
+        provider: str,
+        model: str,
+        headers: Mapping[str, str],
+        secrets: tuple[str | None, ...] = (),
+    ) -> None:
+        self.provider = provider
+        self.model = model
+        self.headers = {"Content-Type": "application/json", **headers}
+        self._secrets = secrets
+        self._sessions: PerLoop[aiohttp.ClientSession] = PerLoop(
+            self._new_session, close=_close_session
+        )
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+
+    def _new_session(self) -> aiohttp.ClientSession:
+        # limit=0: vlgate's own semaphore bounds concurrency; a second cap here only queues.
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+        return aiohttp.ClientSession(connector=connector)
+
+    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        t = self._timeouts.get(seconds)
+        if t is None:
+            t = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
+        return t
+
+    def _merged(self, extra: Mapping[str, str] | None) -> Mapping[str, str]:
+        return {**self.headers, **extra} if extra else self.headers
+
+    def _transport(self, exc: BaseException, timeout: float) -> errors.ProviderError:
+        return error_for_transport(
+            exc, provider=self.provider, model=self.model, timeout=timeout, secrets=self._secrets
+        )
+
+    def _status(self, status: int, headers: Mapping[str, str], raw: bytes) -> errors.ProviderError:
+        return error_for_status(
+            status, raw, headers, provider=self.provider, model=self.model, secrets=self._secrets
+        )
+
+    async def request(
+        self,
+        url: str,
+        body: bytes,
+        *,
+        timeout: float,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """POST ``body``; return (status, headers, raw body). Transport faults are raised mapped."""
+        session = self._sessions.get()
+        try:
+            async with session.post(
+                url, data=body, headers=self._merged(headers), timeout=self._timeout(timeout)
+            ) as resp:
+                raw = await resp.read()
+                return resp.status, resp.headers, raw
+        except _TRANSPORT_ERRORS as exc:
+            raise self._transport(exc, timeout) from None
+
+    async def post_json(
+        self,
+        url: str,
+        body: Any,
+        *,
+        timeout: float,
+        headers: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """POST ``body`` as JSON and return the parsed JSON object of a 2xx answer.
+
+        Raises the mapped vlgate error for a non-2xx status; a 2xx body that is not a JSON
+        object is a retried ``ProviderError`` (a proxy's HTML page, a body cut short).
+        """
+        status, resp_headers, raw = await self.request(
+            url, dumps(body), timeout=timeout, headers=headers
+        )
+        if status >= 300:
+            raise self._status(status, resp_headers, raw)
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise malformed_answer(
+                f"not JSON: {str(exc)[:80]}",
+                provider=self.provider,
+                model=self.model,
+                status=status,
+            ) from None
+        if not isinstance(data, dict):
+            raise malformed_answer(
+                "not a JSON object", provider=self.provider, model=self.model, status=status
+            )
+        return data
+
+    async def sse(
+        self,
+        url: str,
+        body: Any,
+        *,
+        timeout: float,
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[tuple[str | None, str]]:
+        """POST ``body`` and yield its server-sent events as ``(event name or None, data)``.
+
+        ``timeout`` bounds connecting and each wait for the next bytes, not the whole stream.
+        """
+        session = self._sessions.get()
+        limits = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
+        try:
+            async with session.post(
+                url, data=dumps(body), headers=self._merged(headers), timeout=limits
+            ) as resp:
+                if resp.status >= 300:
+                    raise self._status(resp.status, resp.headers, await resp.read())
+                event: str | None = None
+                data: list[str] = []
+                async for raw_line in resp.content:
+                    line = raw_line.decode("utf-8").rstrip("\r\n")
+                    if not line:
+                        if data:
+                            yield event, "\n".join(data)
+                        event, data = None, []
+                    elif line.startswith("data:"):
+                        data.append(line[5:].lstrip(" ") if len(line) > 5 else "")
+                    elif line.startswith("event:"):
+                        event = line[6:].strip()
+                    # ``id:``, ``retry:`` and ``:`` comments carry nothing vlgate needs.
+                if data:
+                    yield event, "\n".join(data)
+        except errors.VlgateError:
+            raise
+        except _TRANSPORT_ERRORS as exc:
+            raise self._transport(exc, timeout) from None
+
+    def parse_event(self, data: str) -> Any:
+        """One event's JSON; a fragment that is not JSON is a malformed (retried) answer."""
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise malformed_answer(
+                f"stream event is not JSON ({str(exc)[:80]})",
+                provider=self.provider,
+                model=self.model,
+            ) from None
+
+    def cut_short(self) -> errors.ConnectionError:
+        """The error for a stream that ended before its final event."""
+        return errors.ConnectionError(
+            "the stream ended before the answer was complete",
+            provider=self.provider,
+            model=self.model,
+        )
+
+    async def aclose(self) -> None:
+        """Close the current event loop's session (its pooled connections)."""
+        session = self._sessions.pop()
+        if session is not None:
+            await session.close()
