@@ -72,7 +72,11 @@ class HttpClient:
     def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
         t = self._timeouts.get(seconds)
         if t is None:
-            t = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
+            # Per phase, as the openai SDK's httpx timeout was: connecting, and each wait for
+            # the next bytes. A slow upload or a long answer still streaming is not a timeout.
+            t = self._timeouts[seconds] = aiohttp.ClientTimeout(
+                total=None, sock_connect=seconds, sock_read=seconds
+            )
         return t
 
     def _merged(self, extra: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -150,10 +154,11 @@ class HttpClient:
     ) -> AsyncIterator[tuple[str | None, str]]:
         """POST ``body`` and yield its server-sent events as ``(event name or None, data)``.
 
-        ``timeout`` bounds connecting and each wait for the next bytes, not the whole stream.
+        ``timeout`` bounds connecting and each wait for the next bytes, not the whole stream
+        (the same as for :meth:`request`).
         """
         session = self._sessions.get()
-        limits = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
+        limits = self._timeout(timeout)
         try:
             async with session.post(
                 url, data=dumps(body), headers=self._merged(headers), timeout=limits
