@@ -118,7 +118,7 @@ def test_gemini_parameters_arrive_in_generation_config(emulator: Emulator) -> No
     assert gc["mediaResolution"] == "MEDIA_RESOLUTION_LOW"
     assert body["safetySettings"][0]["threshold"] == "BLOCK_NONE"
     assert emulator.last.headers["x-goog-api-key"] == KEY and "key" not in emulator.last.query
-    assert answer.usage.input_tokens > 0 and answer.usage.image_tokens == 258
+    assert answer.usage.input_tokens > 0 and answer.usage.output_tokens > 0
     assert answer.dropped_params == ()
 
 

@@ -246,13 +246,4 @@ def _usage(raw: Any) -> Usage:
         usage.output_tokens = int(raw.get("candidatesTokenCount") or 0) + int(
             raw.get("thoughtsTokenCount") or 0
         )
-        details = raw.get("promptTokensDetails")
-        if isinstance(details, list):
-            images = sum(
-                int(d.get("tokenCount") or 0)
-                for d in details
-                if isinstance(d, dict) and d.get("modality") == "IMAGE"
-            )
-            if images:
-                usage.image_tokens = min(images, usage.input_tokens or images)
     return usage
