@@ -211,5 +211,5 @@ def test_gemini_rate_limit_reads_retry_info_delay() -> None:
         b'{"error": {"code": 429, "message": "quota", "status": "RESOURCE_EXHAUSTED", "details":'
         b' [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "47s"}]}}'
     )
-    err = error_for_status(429, {}, raw, provider="gemini", model="m")
+    err = error_for_status(429, raw, {}, provider="gemini", model="m")
     assert isinstance(err, vlgate.RateLimitError) and err.retry_after == 47.0

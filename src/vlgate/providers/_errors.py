@@ -187,9 +187,7 @@ def error_for_status(
             retry_after = _gemini_retry_delay(parsed)
         # Anthropic: a spend cap you set does not lift by waiting.
         capped = parsed is not None and "enforced_spend_limit_reached" in json.dumps(parsed)
-        return errors.RateLimitError(
-            text, retry_after=retry_after, retryable=not capped, **kwargs
-        )
+        return errors.RateLimitError(text, retry_after=retry_after, retryable=not capped, **kwargs)
     if status == 408:
         return errors.TimeoutError(text, **kwargs)
     return errors.ProviderError(text, **kwargs)
