@@ -493,3 +493,22 @@ def test_moondream_station_on_loopback_needs_no_key(emulator: Emulator) -> None:
         assert "x-moondream-auth" not in emu_open.requests[0].headers
     with pytest.raises(vlgate.ConfigError, match="MOONDREAM_API_KEY"):
         vlgate.create("moondream/moondream-3")  # the hosted default still needs one
+
+
+def test_native_grounding_falls_back_to_a_prompted_model(emulator: Emulator) -> None:
+    """Grounding is a provider capability, chosen per engine: Moondream's /detect fails, the
+    OpenAI fallback gets the family's detection prompt on /chat/completions."""
+    emulator.script("*", ["503"])
+    model = make(
+        emulator,
+        max_retries=0,
+        fallbacks=[{"model": "openai/gpt-4o", "api_key": KEY, "api_base": emulator.openai_base}],
+    )
+    model.detect(png_bytes(), "red square")
+    assert [(r.path, r.status) for r in emulator.requests] == [
+        ("/moondream/v1/detect", 503),
+        ("/v1/chat/completions", 200),
+    ]
+    prompt = str(emulator.requests[1].body["messages"][0]["content"])
+    assert "red square" in prompt
+    assert "object" not in emulator.requests[1].body

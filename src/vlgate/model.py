@@ -21,7 +21,7 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
@@ -40,6 +40,7 @@ from .grounding import (
 from .image import EncodedImage, Image, ImageInput
 from .jsonparse import extract_json
 from .providers import Completion, Message, Provider, Usage, provider_class
+from .providers.base import QUERY, Task
 from .registry import Route, resolve
 from .runtime.cache import open_cache, request_key
 from .runtime.limiter import RateLimiter
@@ -166,9 +167,7 @@ class VlModel:
         Hosted providers open connections on first use, so this is cheap for them.
         """
         for engine in self._engines:
-            warmup = getattr(engine.provider, "warmup", None)
-            if warmup is not None:
-                await warmup()
+            await engine.provider.warmup()
         return self
 
     async def astop(self) -> None:
@@ -250,6 +249,7 @@ class VlModel:
         images: Sequence[EncodedImage],
         prompt: str,
         params: dict[str, Any],
+        task: Task = QUERY,
         **request_options: Any,
     ) -> Answer:
         if not isinstance(prompt, str) or not prompt.strip():
@@ -268,7 +268,7 @@ class VlModel:
         started = time.perf_counter()
         key = None
         if self._cache is not None:
-            key = request_key(request, engine.route, engine.provider.api_base)
+            key = request_key(request, engine.route, engine.provider.api_base, task)
             hit = self._cache.get(key)
             if hit is not None:
                 return Answer(
@@ -287,7 +287,7 @@ class VlModel:
             # The rate limit is taken per attempt: a retry is a request the provider counts.
             slot = await engine.limiter.acquire(estimate, timeout=request.timeout)
             try:
-                done = await engine.provider.complete(request)
+                done = await task.send(engine.provider, request)
             except BaseException:
                 slot.settle(None)
                 raise
@@ -356,8 +356,7 @@ class VlModel:
         prompt = self._config.caption_prompt
 
         def op(e: _Engine) -> Awaitable[Answer]:
-            native = {"task": "caption"} if e.provider.native_caption else {}
-            return self._send(e, [e.encode(img, kwargs)], prompt, kwargs, **native)
+            return self._send(e, [e.encode(img, kwargs)], prompt, kwargs, _CAPTION)
 
         return await self._run(op)
 
@@ -621,10 +620,7 @@ class VlModel:
             encoded = engine.encode(img, kwargs)
             seen = planning.model_input_size(encoded, engine.route, engine.config, kwargs)
             prompt = task.prompt(engine.convention, target, seen)
-            native = (
-                {"task": task.name, "target": target} if engine.provider.native_grounding else {}
-            )
-            answer = await self._send(engine, [encoded], prompt, kwargs, **native)
+            answer = await self._send(engine, [encoded], prompt, kwargs, Task(task.name, target))
             found = task.parse(
                 answer, engine.convention, img.size, model_input_size=seen, default_label=target
             )
@@ -780,11 +776,12 @@ def _fallback_config(config: ModelConfig, fallback: str | dict[str, Any]) -> Mod
 class _GroundingTask:
     """detect or point: the native prompt builder and the parser for one kind of grounding."""
 
-    name: str
+    name: Literal["detect", "point"]
     prompt: Callable[..., str]
     parse: Callable[..., list[Any]]
 
 
+_CAPTION = Task("caption")
 _DETECT = _GroundingTask("detect", detection_prompt, parse_detections)
 _POINT = _GroundingTask("point", point_prompt, parse_points)
 

@@ -174,8 +174,6 @@ def build_request(
     json_mode: bool = False,
     timeout: float | None = None,
     history: Sequence[Message] = (),
-    task: str | None = None,
-    target: str | None = None,
 ) -> ChatRequest:
     """A single-turn request (plus optional ``history`` turns appended after it).
 
@@ -196,6 +194,4 @@ def build_request(
         json_mode=json_mode,
         timeout=timeout if timeout is not None else config.timeout,
         extra_headers=dict(headers),
-        task=task,
-        target=target,
     )

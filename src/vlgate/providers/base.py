@@ -10,7 +10,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from ..config import ModelConfig
@@ -22,6 +22,7 @@ __all__ = [
     "Completion",
     "Message",
     "Provider",
+    "Task",
     "Usage",
     "response_format",
     "split_params",
@@ -53,10 +54,7 @@ class ChatRequest:
     """Ask for a JSON object (``response_format={"type": "json_object"}``)."""
     timeout: float = 60.0
     extra_headers: dict[str, str] = field(default_factory=dict)
-    task: str | None = None
-    """``"detect"`` or ``"point"`` for providers with native grounding calls; else ``None``."""
-    target: str | None = None
-    """What to detect or point at, with ``task``."""
+    """Per-call HTTP headers (``extra_headers=`` kwarg), on top of the model's own."""
 
     @property
     def images(self) -> list[EncodedImage]:
@@ -108,6 +106,32 @@ class Completion:
     dropped_params: tuple[str, ...] = ()
     dropped_reasons: dict[str, str] = field(default_factory=dict)
     """Why each dropped parameter was dropped (the API is known to reject it)."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a request is for. It picks the provider method that answers (:meth:`Provider.complete`,
+    :meth:`Provider.caption` or :meth:`Provider.ground`) and keeps native calls apart in the
+    cache; it is never sent, so :class:`ChatRequest` stays free of provider specifics.
+
+    Example:
+        >>> Task("detect", "mug").name
+        'detect'
+    """
+
+    name: Literal["query", "caption", "detect", "point"] = "query"
+    target: str | None = None
+
+    async def send(self, provider: Provider, request: ChatRequest) -> Completion:
+        """Ask ``provider`` through the method this task needs."""
+        if self.name == "caption":
+            return await provider.caption(request)
+        if self.name == "detect" or self.name == "point":
+            return await provider.ground(request, self.name, self.target or "")
+        return await provider.complete(request)
+
+
+QUERY = Task()
 
 
 def split_params(
@@ -180,13 +204,25 @@ class Provider(ABC):
         completion = await self.complete(request)
         yield completion.text
 
-    native_grounding: bool = False
-    """Whether the provider has its own detect/point calls (Moondream). When true, requests with
-    ``task`` set go there; the answer's text is in the family's own convention."""
+    # --- optional capabilities: no-op or generic defaults, overridden where a provider has more
 
-    native_caption: bool = False
-    """Whether the provider has its own caption call (Moondream ``/caption``): requests with
-    ``task="caption"`` go there."""
+    async def warmup(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Do slow one-time work now (a local model loads its weights); ``VlModel.start()``."""
+
+    async def caption(self, request: ChatRequest) -> Completion:
+        """Describe the image. ``request`` carries ``caption_prompt``; the default sends it.
+
+        A provider with its own caption call (Moondream ``/caption``) overrides this.
+        """
+        return await self.complete(request)
+
+    async def ground(
+        self, request: ChatRequest, task: Literal["detect", "point"], target: str
+    ) -> Completion:
+        """Detect or point at ``target``. ``request`` carries the family's native grounding
+        prompt; the default sends it. A provider with its own detect/point calls (Moondream)
+        overrides this and answers in its family's coordinate convention."""
+        return await self.complete(request)
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release connections held for the current event loop."""

@@ -5,8 +5,8 @@
 POST with the image as a base64 data URI in ``image_url`` and the key in ``X-Moondream-Auth``
 (moondream.ai docs quickstart; m87-labs/moondream-python ``cloud_vl.py``):
 
-* ``detect`` / ``point`` requests (``ChatRequest.task``) go to ``/detect`` / ``/point`` with
-  ``object`` = the target. The answer text is ``{"objects": [...]}`` / ``{"points": [...]}``
+* :meth:`~MoondreamProvider.ground` (``detect`` / ``point``) goes to ``/detect`` / ``/point``
+  with ``object`` = the target. The answer text is ``{"objects": [...]}`` / ``{"points": [...]}``
   exactly as sent, fractions 0-1 of the full image, which the ``moondream`` grounding
   convention turns into pixels.
 * everything else goes to ``/query`` with the request's text as ``question``; Moondream takes
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
@@ -59,9 +59,6 @@ _AUTH_HEADER = "X-Moondream-Auth"
 class MoondreamProvider(Provider):
     """Moondream cloud or Moondream Station through its skill endpoints."""
 
-    native_grounding = True
-    native_caption = True
-
     def __init__(
         self, route: Route, config: ModelConfig, api_key: str | None, api_base: str | None
     ) -> None:
@@ -90,8 +87,13 @@ class MoondreamProvider(Provider):
     def _clean(self, text: str) -> str:
         return errors.redact(text, self._api_key)
 
-    def _body(self, request: ChatRequest) -> tuple[str, str | None, dict[str, Any], dict[str, str]]:
-        """(endpoint, answer key or None for /query, JSON body, {dropped parameter: reason})."""
+    def _body(
+        self, request: ChatRequest, task: str | None = None, target: str | None = None
+    ) -> tuple[str, str | None, dict[str, Any], dict[str, str]]:
+        """(endpoint, answer key or None for /query, JSON body, {dropped parameter: reason}).
+
+        ``task``: None for ``/query``, ``"caption"``, ``"detect"`` or ``"point"``.
+        """
         images = request.images
         if len(images) > 1:
             raise errors.ConfigError(
@@ -101,20 +103,20 @@ class MoondreamProvider(Provider):
         body: dict[str, Any] = {}
         if images:
             body["image_url"] = images[0].data_uri
-        if request.task == _CAPTION:
+        if task == _CAPTION:
             if not images:
                 raise errors.ConfigError("caption needs an image")
             endpoint, key = _CAPTION, "caption"
             body["stream"] = False
-        elif request.task is not None:
-            if request.task not in _SKILLS:
-                raise errors.ConfigError(f"Moondream has no {request.task!r} skill")
-            if not request.target or not request.target.strip():
-                raise errors.ConfigError(f"{request.task} needs a non-empty target")
+        elif task is not None:
+            if task not in _SKILLS:
+                raise errors.ConfigError(f"Moondream has no {task!r} skill")
+            if not target or not target.strip():
+                raise errors.ConfigError(f"{task} needs a non-empty target")
             if not images:
-                raise errors.ConfigError(f"{request.task} needs an image")
-            endpoint, key = _SKILLS[request.task]
-            body["object"] = request.target
+                raise errors.ConfigError(f"{task} needs an image")
+            endpoint, key = _SKILLS[task]
+            body["object"] = target
         else:
             endpoint, key = "query", None
             body["question"] = _question(request)
@@ -143,7 +145,22 @@ class MoondreamProvider(Provider):
     # --- the Provider interface ---------------------------------------------------------------
 
     async def complete(self, request: ChatRequest) -> Completion:
-        endpoint, key, body, dropped = self._body(request)
+        return await self._call(request)
+
+    async def caption(self, request: ChatRequest) -> Completion:
+        """Moondream's own ``/caption`` (takes ``length``); the prompt is not sent."""
+        return await self._call(request, _CAPTION)
+
+    async def ground(
+        self, request: ChatRequest, task: Literal["detect", "point"], target: str
+    ) -> Completion:
+        """Moondream's own ``/detect`` or ``/point`` with ``object=target``."""
+        return await self._call(request, task, target)
+
+    async def _call(
+        self, request: ChatRequest, task: str | None = None, target: str | None = None
+    ) -> Completion:
+        endpoint, key, body, dropped = self._body(request, task, target)
         url = f"{self._base}/{endpoint}"
         try:
             resp = await self._client().post(
@@ -192,11 +209,6 @@ class MoondreamProvider(Provider):
         )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
-        if request.task is not None and request.task != _CAPTION:
-            # Detect/point answers are one JSON object; there is nothing to stream.
-            completion = await self.complete(request)
-            yield completion.text
-            return
         endpoint, _, body, _ = self._body(request)
         body["stream"] = True
         url = f"{self._base}/{endpoint}"

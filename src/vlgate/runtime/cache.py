@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from ..providers.base import ChatRequest, Completion, Usage
+from ..providers.base import ChatRequest, Completion, Task, Usage
 
 if TYPE_CHECKING:
     from ..registry import Route
@@ -44,8 +44,13 @@ def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("vlgate")) / "responses"
 
 
-def request_key(request: ChatRequest, route: Route, api_base: str | None) -> str:
+def request_key(
+    request: ChatRequest, route: Route, api_base: str | None, task: Task | None = None
+) -> str:
     """The cache key of one request: a hex SHA-256, with no secret in its input.
+
+    ``task`` keeps a provider's native caption/detect/point calls apart from a query with the
+    same text (a plain query keys as before).
 
     Example:
         >>> from vlgate.registry import resolve
@@ -71,8 +76,8 @@ def request_key(request: ChatRequest, route: Route, api_base: str | None) -> str
         "params": request.params,
         "json_schema": request.json_schema,
         "json_mode": request.json_mode,
-        "task": request.task,
-        "target": request.target,
+        "task": None if task is None or task.name == "query" else task.name,
+        "target": None if task is None else task.target,
     }
     blob = json.dumps(material, sort_keys=True, separators=(",", ":"), default=repr)
     return hashlib.sha256(blob.encode()).hexdigest()
