@@ -159,6 +159,42 @@ class VlModel:
             f"family={route.family.name!r})"
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A model travels as its config (to Ray, Dask or multiprocessing workers) and the other
+        # side builds its own clients. Keys resolved from this process's environment travel
+        # inside the config (as secrets), so a worker needs no env var of its own.
+        return (VlModel, (self.portable_config(),))
+
+    def portable_config(self) -> ModelConfig:
+        """This model's config with every key it resolved (from env vars too) filled in.
+
+        What :func:`pickle` sends; build an equal model elsewhere with ``VlModel(config)``.
+        The keys stay ``SecretStr`` (masked in reprs).
+
+        Example:
+            >>> cfg = model.portable_config()            # doctest: +SKIP
+            >>> twin = vlgate.VlModel(cfg)               # doctest: +SKIP
+        """
+        keys = [engine.provider.api_key_for_transfer() for engine in self._engines]
+        fallbacks: list[str | dict[str, Any]] = []
+        for fb, key in zip(self._config.fallbacks, keys[1:]):
+            spec = {"model": fb} if isinstance(fb, str) else dict(fb)
+            if key and not spec.get("api_key"):
+                spec["api_key"] = key
+            fallbacks.append(spec)
+        update: dict[str, Any] = {"fallbacks": fallbacks}
+        if keys[0] and self._config.api_key is None:
+            update["api_key"] = SecretStr(keys[0])
+        return self._config.model_copy(update=update)
+
+    def use_rate_limiter(self, limiter: RateLimiter) -> None:
+        """Share one rate budget: the primary route takes its slots from ``limiter``.
+
+        Anything with :class:`~vlgate.runtime.limiter.RateLimiter`'s ``acquire`` works, such
+        as the cluster-wide budget of :mod:`vlgate.integrations.ray`.
+        """
+        self._primary.limiter = limiter
+
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def astart(self) -> VlModel:

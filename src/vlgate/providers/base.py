@@ -195,6 +195,10 @@ class Provider(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.route.model!r}, api_base={self.api_base!r})"
 
+    def api_key_for_transfer(self) -> str | None:
+        """The resolved key, for :meth:`VlModel.portable_config` only (never log it)."""
+        return self._api_key
+
     @abstractmethod
     async def complete(self, request: ChatRequest) -> Completion:
         """Send one request and return the answer; raise vlgate errors only."""
