@@ -177,7 +177,7 @@ class VlModel:
         """
         keys = [engine.provider.api_key_for_transfer() for engine in self._engines]
         fallbacks: list[str | dict[str, Any]] = []
-        for fb, key in zip(self._config.fallbacks, keys[1:]):
+        for fb, key in zip(self._config.fallbacks, keys[1:], strict=True):
             spec = {"model": fb} if isinstance(fb, str) else dict(fb)
             if key and not spec.get("api_key"):
                 spec["api_key"] = key
