@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .batchrecord import BatchRecord
+
 __all__ = [
     "CSP",
     "ReportItem",
@@ -72,33 +74,34 @@ class ReportItem:
     meta: dict[str, str] = field(default_factory=dict)
 
 
-def item_from_record(record: Mapping[str, Any]) -> ReportItem:
-    """A card from one ``vlgate batch`` JSONL record.
+def item_from_record(record: BatchRecord | Mapping[str, Any]) -> ReportItem:
+    """A card from one ``vlgate batch`` record (a :class:`~vlgate.batchrecord.BatchRecord` or
+    its JSON data).
 
     Example:
         >>> item_from_record({"image": "x.png", "answer": "hi", "error": None}).answer
         'hi'
     """
+    rec = record if isinstance(record, BatchRecord) else BatchRecord.from_dict(record)
     meta: dict[str, str] = {}
-    usage = record.get("usage") or {}
-    if usage.get("input_tokens") or usage.get("output_tokens"):
-        meta["tokens"] = f"{usage.get('input_tokens', 0)} in / {usage.get('output_tokens', 0)} out"
-    if record.get("attempts"):
-        meta["attempts"] = str(record["attempts"])
-    if record.get("latency") is not None:
-        meta["latency"] = f"{float(record['latency']):.2f} s"
-    size = record.get("image_size")
-    path = record.get("image")
+    usage = rec.usage
+    if usage is not None and (usage.input_tokens or usage.output_tokens):
+        meta["tokens"] = f"{usage.input_tokens} in / {usage.output_tokens} out"
+    if rec.attempts:
+        meta["attempts"] = str(rec.attempts)
+    if rec.latency is not None:
+        meta["latency"] = f"{float(rec.latency):.2f} s"
+    error = {"type": rec.error.type, "message": rec.error.message} if rec.error else None
     return ReportItem(
-        image=path,
-        title=str(path or ""),
-        prompt=record.get("prompt"),
-        answer=record.get("answer"),
-        data=record.get("json"),
-        detections=record.get("detections") or (),
-        points=record.get("points") or (),
-        image_size=(int(size[0]), int(size[1])) if size else None,
-        error=record.get("error"),
+        image=rec.image,
+        title=rec.image,
+        prompt=rec.prompt,
+        answer=rec.answer,
+        data=rec.json,
+        detections=rec.detections or (),
+        points=rec.points or (),
+        image_size=rec.image_size,
+        error=error,
         meta=meta,
     )
 

@@ -46,12 +46,12 @@ def _overrides(
 
 def answer_data(answer: Answer) -> dict[str, Any]:
     """The ``--json`` shape of a text answer."""
-    from .batchjob import usage_dict
+    from ..batchrecord import usage_to_dict
 
     return {
         "answer": str(answer),
         "model": answer.model,
-        "usage": usage_dict(answer.usage),
+        "usage": usage_to_dict(answer.usage),
         "attempts": answer.attempts,
     }
 

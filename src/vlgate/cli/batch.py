@@ -28,11 +28,12 @@ from ._common import (
     errors_to_exit,
     fail,
 )
-from .batchjob import BatchStats, Task, estimate_cost, find_images, run_batch, summarize
+from .batchjob import BatchStats, Task, find_images, run_batch, summarize
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
+    from ..batchrecord import BatchRecord
     from ..model import VlModel
 
 
@@ -109,13 +110,13 @@ class _Progress:
             failed="",
         )
 
-    def update(self, record: dict[str, Any], stats: BatchStats) -> None:
+    def update(self, record: BatchRecord, stats: BatchStats) -> None:
         if self._bar is None or self._task is None:
             return
         import time
 
         usage = self._model.usage
-        cost = estimate_cost(usage, self._model.route.family.price_per_mtok)
+        cost = _cost(self._model)
         elapsed = time.perf_counter() - stats.started
         rate = f"{stats.processed / elapsed:.1f} it/s" if elapsed > 0 else ""
         spent = f"{usage.total_tokens:,} tok" + (f" ${cost:.4f}" if cost is not None else "")
@@ -189,8 +190,8 @@ def _resume_command(source: str, prompt: str | None, task: Task, output: Path) -
 
 
 def _report(output: Path, html: Path, paths: list[Path], subtitle: str) -> None:
+    from ..batchrecord import read_records
     from ..report import item_from_record, write_report
-    from .batchjob import read_records
 
     records = read_records(output)
     items = (item_from_record(records[str(p)]) for p in paths if str(p) in records)
@@ -276,7 +277,7 @@ def batch(
         bar = _Progress(vl, enabled=(progress is not False) and not quiet, force=bool(progress))
         stats = asyncio.run(_run(vl, paths, task, output, workers, limit, retry_failed, bar))
         state = summarize(output, paths)
-        cost = estimate_cost(vl.usage, vl.route.family.price_per_mtok)
+        cost = _cost(vl)
         if html is not None:
             _report(output, html, paths, subtitle=vl.config.model)
         _print_summary(stats, state, vl, cost, output, html)
@@ -294,6 +295,15 @@ def batch(
                 err=True,
             )
         raise typer.Exit(EXIT_FAILED if state.failed else EXIT_OK)
+
+
+def _cost(vl: VlModel) -> float | None:
+    """Dollars spent so far: as the provider reported or priced per answer, else from the
+    family's list price (``tokens.cost_of``)."""
+    from ..tokens import cost_of
+
+    usage = vl.usage
+    return usage.cost if usage.cost is not None else cost_of(vl.route, usage)
 
 
 def _is_quiet() -> bool:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import glob
-import json
 import os
 import time
 from collections import Counter
@@ -23,22 +22,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..batchrecord import BatchRecord, RecordError, read_records
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
     from ..model import VlModel
-    from ..providers.base import Usage
 
 __all__ = [
     "IMAGE_SUFFIXES",
     "BatchStats",
     "Task",
-    "estimate_cost",
     "find_images",
     "read_records",
     "run_batch",
     "summarize",
-    "usage_dict",
 ]
 
 IMAGE_SUFFIXES = frozenset(
@@ -106,89 +103,42 @@ def find_images(source: str | Path) -> list[Path]:
     return sorted(found)
 
 
-def read_records(out_path: Path) -> dict[str, dict[str, Any]]:
-    """The last record per image in a results file; unreadable lines (a line cut short by a
-    crash) are skipped."""
-    latest: dict[str, dict[str, Any]] = {}
-    if not out_path.exists():
-        return latest
-    with out_path.open("r", encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict) and isinstance(record.get("image"), str):
-                latest[record["image"]] = record
-    return latest
-
-
-def usage_dict(usage: Usage | None) -> dict[str, Any] | None:
-    """A ``Usage`` as plain JSON data."""
-    if usage is None:
-        return None
-    return {
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "image_tokens": usage.image_tokens,
-        "cost": usage.cost,
-    }
-
-
-def estimate_cost(usage: Usage, price_per_mtok: tuple[float, float] | None) -> float | None:
-    """The provider's reported cost, else an estimate from the family's list price."""
-    if usage.cost is not None:
-        return usage.cost
-    if price_per_mtok is None:
-        return None
-    return (usage.input_tokens * price_per_mtok[0] + usage.output_tokens * price_per_mtok[1]) / 1e6
-
-
-def _error(exc: BaseException) -> dict[str, str]:
-    message = " ".join(str(exc).split()) or type(exc).__name__
-    return {"type": type(exc).__name__, "message": message[:500]}
-
-
-async def _ask(model: VlModel, path: Path, task: Task) -> dict[str, Any]:
-    """One image: the result fields of its record."""
+async def _ask(model: VlModel, path: Path, task: Task) -> BatchRecord:
+    """One image: its record, without latency."""
+    record = BatchRecord(image=str(path), task=task.kind, prompt=task.prompt)
     if task.kind == "query":
         answer = await model.aquery(path, task.prompt)
-        return {
-            "answer": str(answer),
-            "model": answer.model,
-            "usage": usage_dict(answer.usage),
-            "attempts": answer.attempts,
-        }
+        record.answer = str(answer)
+        record.model = answer.model
+        record.usage = answer.usage
+        record.attempts = answer.attempts
+        return record
     if task.kind == "json":
-        data = await model.aquery_json(path, task.prompt, task.schema)
-        return {"json": data}
+        record.json = await model.aquery_json(path, task.prompt, task.schema)
+        return record
     found = await (
         model.adetect(path, task.prompt)
         if task.kind == "detect"
         else model.apoint(path, task.prompt)
     )
     plain = found.to_dict()
-    key = "detections" if task.kind == "detect" else "points"
-    out: dict[str, Any] = {key: plain["items"], "image_size": plain["image_size"]}
-    # Grounding results carry the answer's usage when the library attaches it.
-    usage = getattr(found, "usage", None)
-    if usage is not None:
-        out["usage"] = usage_dict(usage)
-    attempts = getattr(found, "attempts", None)
-    if attempts is not None:
-        out["attempts"] = attempts
-    return out
+    if task.kind == "detect":
+        record.detections = plain["items"]
+    else:
+        record.points = plain["items"]
+    record.image_size = found.image_size
+    record.usage = found.usage
+    record.attempts = found.attempts
+    record.model = getattr(found.answer, "model", None)
+    return record
 
 
 def _pending(
-    paths: Iterable[Path], done: Mapping[str, Mapping[str, Any]], retry_failed: bool
+    paths: Iterable[Path], done: Mapping[str, BatchRecord], retry_failed: bool
 ) -> Iterator[Path]:
     for path in paths:
         previous = done.get(str(path))
-        if previous is None or (retry_failed and previous.get("error")):
+        if previous is None or (retry_failed and not previous.ok):
             yield path
 
 
@@ -203,7 +153,7 @@ async def run_batch(
     retry_failed: bool = False,
     stop: asyncio.Event | None = None,
     on_start: Callable[[BatchStats], None] | None = None,
-    on_result: Callable[[dict[str, Any], BatchStats], None] | None = None,
+    on_result: Callable[[BatchRecord, BatchStats], None] | None = None,
 ) -> BatchStats:
     """Ask ``task`` of every image in ``paths`` not yet in ``out_path``; append one JSON line each.
 
@@ -234,23 +184,25 @@ async def run_batch(
                 path = next(queue, None)
                 if path is None:
                     return
-                record: dict[str, Any] = {"image": str(path), "task": task.kind}
-                record["prompt"] = task.prompt
                 started = time.perf_counter()
                 try:
-                    record.update(await _ask(model, path, task))
-                    record["error"] = None
+                    record = await _ask(model, path, task)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # every item failure is data, not a crash
-                    record["error"] = _error(exc)
-                record["latency"] = round(time.perf_counter() - started, 4)
-                fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+                    record = BatchRecord(
+                        image=str(path),
+                        task=task.kind,
+                        prompt=task.prompt,
+                        error=RecordError.from_exception(exc),
+                    )
+                record.latency = round(time.perf_counter() - started, 4)
+                fh.write(record.to_json() + "\n")
                 fh.flush()
                 stats.processed += 1
-                if record["error"]:
+                if record.error is not None:
                     stats.failed += 1
-                    stats.errors[record["error"]["type"]] += 1
+                    stats.errors[record.error.type] += 1
                 else:
                     stats.ok += 1
                 if on_result is not None:
@@ -314,10 +266,10 @@ def summarize(out_path: Path, paths: Sequence[Path] | None = None) -> Summary:
     errors: Counter[str] = Counter()
     tokens_in = tokens_out = 0
     for rec in records.values():
-        if rec.get("error"):
-            errors[str(rec["error"].get("type", "Error"))] += 1
-        usage = rec.get("usage") or {}
-        tokens_in += int(usage.get("input_tokens") or 0)
-        tokens_out += int(usage.get("output_tokens") or 0)
+        if rec.error is not None:
+            errors[rec.error.type] += 1
+        if rec.usage is not None:
+            tokens_in += rec.usage.input_tokens
+            tokens_out += rec.usage.output_tokens
     failed = sum(errors.values())
     return Summary(len(records), len(records) - failed, failed, errors, tokens_in, tokens_out)
