@@ -38,6 +38,12 @@ class ModelConfig(BaseModel):
     """Endpoint override (a proxy, a local server, the emulator)."""
     max_concurrency: int = Field(default=8, ge=1, le=1024)
     """How many requests one model sends at once (batches, multi-prompt queries)."""
+    adaptive_concurrency: bool = False
+    """Adapt the requests in flight to the provider: start at ``initial_concurrency``, raise
+    while latency holds and no 429 arrives, halve on 429/503/529 (AIMD), never past
+    ``max_concurrency``."""
+    initial_concurrency: int | None = Field(default=None, ge=1, le=1024)
+    """Where ``adaptive_concurrency`` starts (default: 8, or ``max_concurrency`` if lower)."""
     max_retries: int = Field(default=3, ge=0, le=20)
     """Retries after the first attempt for 429, 5xx, timeouts and connection errors."""
     timeout: float = Field(default=60.0, gt=0)

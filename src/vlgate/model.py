@@ -42,7 +42,9 @@ from .jsonparse import extract_json
 from .providers import Completion, Message, Provider, Usage, provider_class
 from .providers.base import QUERY, Task
 from .registry import Route, resolve
+from .runtime import pipeline
 from .runtime.cache import open_cache, request_key
+from .runtime.concurrency import ConcurrencyLimit, Gate, is_overload
 from .runtime.limiter import RateLimiter
 from .runtime.loop import PerLoop, close_at_exit, iterate_sync, run_sync
 from .runtime.retry import with_retries
@@ -127,7 +129,12 @@ class VlModel:
         self._primary = self._engines[0]
         for engine in self._engines:
             close_at_exit(engine.provider)
-        self._semaphores = PerLoop(lambda: asyncio.Semaphore(config.max_concurrency))
+        self._concurrency = ConcurrencyLimit(
+            config.max_concurrency,
+            adaptive=config.adaptive_concurrency,
+            initial=config.initial_concurrency,
+        )
+        self._gates = PerLoop(lambda: Gate(self._concurrency))
         self._usage = Usage()
         self._usage_lock = threading.Lock()
         self._cache = open_cache(
@@ -233,11 +240,22 @@ class VlModel:
 
     # --- internals ----------------------------------------------------------------------------
 
-    def _semaphore(self) -> asyncio.Semaphore:
-        return self._semaphores.get()
+    @property
+    def concurrency(self) -> int:
+        """Requests allowed in flight now: ``max_concurrency``, or the adapted limit when
+        ``adaptive_concurrency`` is on."""
+        return self._concurrency.limit
+
+    def _semaphore(self) -> Gate:
+        return self._gates.get()
 
     async def _load(self, image: ImageInput) -> Image:
-        return await Image.aload(image, allow_private_urls=self._config.allow_private_urls)
+        if isinstance(image, Image):
+            return image
+        if isinstance(image, str) and image[:5].lower() != "data:" and "://" in image[:16]:
+            return await Image.aload(image, allow_private_urls=self._config.allow_private_urls)
+        # Decoding is CPU work: the worker pool, never the event loop.
+        return await pipeline.offload(Image.load, image)
 
     async def _run(self, op: Callable[[_Engine], Awaitable[T]]) -> T:
         """Run ``op`` on the primary engine, falling back down the chain on transient failure.
@@ -319,18 +337,24 @@ class VlModel:
                 )
         estimate, image_tokens = request_tokens(engine.route, request, engine.config)
 
+        gate = self._semaphore()
+
         async def attempt() -> Completion:
             # The rate limit is taken per attempt: a retry is a request the provider counts.
             slot = await engine.limiter.acquire(estimate, timeout=request.timeout)
+            sent = time.perf_counter()
             try:
                 done = await task.send(engine.provider, request)
-            except BaseException:
+            except BaseException as exc:
                 slot.settle(None)
+                if is_overload(exc):
+                    gate.record(time.perf_counter() - sent, overloaded=True)
                 raise
             slot.settle(done.usage.total_tokens or estimate)
+            gate.record(time.perf_counter() - sent, overloaded=False)
             return done
 
-        async with self._semaphore():
+        async with gate.slot():
             completion, attempts = await with_retries(
                 attempt,
                 max_retries=self._config.max_retries,
@@ -365,7 +389,11 @@ class VlModel:
 
     async def _ask(self, image: Image, prompt: str, params: dict[str, Any]) -> Answer:
         """One image, one prompt, through the fallback chain."""
-        return await self._run(lambda e: self._send(e, [e.encode(image, params)], prompt, params))
+
+        async def op(engine: _Engine) -> Answer:
+            return await self._send(engine, [await engine.aencode(image, params)], prompt, params)
+
+        return await self._run(op)
 
     # --- free-form questions ------------------------------------------------------------------
 
@@ -391,8 +419,8 @@ class VlModel:
         img = await self._load(image)
         prompt = self._config.caption_prompt
 
-        def op(e: _Engine) -> Awaitable[Answer]:
-            return self._send(e, [e.encode(img, kwargs)], prompt, kwargs, _CAPTION)
+        async def op(e: _Engine) -> Answer:
+            return await self._send(e, [await e.aencode(img, kwargs)], prompt, kwargs, _CAPTION)
 
         return await self._run(op)
 
@@ -402,11 +430,12 @@ class VlModel:
         """Several questions about one image: one answer per prompt, the image encoded once."""
         prompts = _check_prompts(prompts)
         img = await self._load(image)
+        await self._primary.aencode(img, kwargs)  # once: the answers below share its cache
         return list(await asyncio.gather(*(self._ask(img, p, kwargs) for p in prompts)))
 
     async def aquery_batch(
         self,
-        images: Sequence[ImageInput],
+        images: Iterable[ImageInput] | AsyncIterable[ImageInput],
         prompt: str,
         *,
         return_exceptions: bool = False,
@@ -414,32 +443,89 @@ class VlModel:
     ) -> list[Answer | VlgateError]:
         """One question about each image: one answer per image, in input order.
 
-        Requests run concurrently, at most ``max_concurrency`` at a time. Without
-        ``return_exceptions`` every image is loaded and checked first, so a bad image raises
+        ``images`` is a list or any iterable (a generator of paths, frames from a video reader,
+        an async iterable). It is streamed: at most ``max_concurrency`` images are loaded,
+        encoded or in flight at once, so memory does not grow with the batch; decoding and
+        encoding run in a worker thread pool, off the event loop. Without
+        ``return_exceptions`` the first failure cancels the rest and is raised, and a *list* is
+        checked first (format and size from each image's header), so a bad image raises
         :class:`~vlgate.ImageError` before anything is sent. With ``return_exceptions=True`` a
         failed item is its exception in the list and the others are still answered.
+        :meth:`aiter_batch` yields answers as they finish instead.
 
         Example:
             >>> model.query_batch(["a.jpg", "b.jpg"], "Door open?")  # doctest: +SKIP
+            >>> model.query_batch(Path("shots").glob("*.jpg"), "Door open?")  # doctest: +SKIP
         """
-        if not isinstance(images, Sequence) or isinstance(images, str | bytes):
-            raise ConfigError("images must be a list of images")
+        source = _check_batch(images)
+        if not return_exceptions and isinstance(source, Sequence):
+            await self._precheck(source)
+        results = await pipeline.collect(
+            source,
+            self._batch_item(prompt, kwargs),
+            window=self._window,
+            return_exceptions=return_exceptions,
+        )
+        return _batch_results(results)
 
-        async def one(item: ImageInput | Image) -> Answer:
-            img = item if isinstance(item, Image) else await self._load(item)
-            return await self._ask(img, prompt, kwargs)
+    async def aiter_batch(
+        self,
+        images: Iterable[ImageInput] | AsyncIterable[ImageInput],
+        prompt: str,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> AsyncIterator[tuple[int, Answer | VlgateError]]:
+        """Like :meth:`aquery_batch`, but yields ``(index, answer)`` as each one finishes.
 
-        if not return_exceptions:
-            loaded = list(await asyncio.gather(*(self._load(i) for i in images)))
-            return list(await asyncio.gather(*(one(i) for i in loaded)))
-        results = await asyncio.gather(*(one(i) for i in images), return_exceptions=True)
-        out: list[Answer | VlgateError] = []
-        for r in results:
-            if isinstance(r, Answer | VlgateError):
-                out.append(r)
-            elif isinstance(r, BaseException):
-                raise r
-        return out
+        ``index`` is the position of the image in ``images``. Nothing is checked ahead: the
+        first failure (without ``return_exceptions``) cancels the rest and is raised. Leaving
+        the loop early cancels the requests in flight.
+
+        Example:
+            >>> async for i, answer in model.aiter_batch(frames(), "Door?"):  # doctest: +SKIP
+            ...     print(i, answer)
+        """
+        source = _check_batch(images)
+        results = pipeline.as_completed(
+            source,
+            self._batch_item(prompt, kwargs),
+            window=self._window,
+            return_exceptions=return_exceptions,
+        )
+        try:
+            async for i, result in results:
+                if isinstance(result, BaseException) and not isinstance(result, VlgateError):
+                    raise result
+                yield i, result
+        finally:
+            await results.aclose()
+
+    def _window(self) -> int:
+        return self._concurrency.limit
+
+    def _batch_item(
+        self, prompt: str, kwargs: dict[str, Any]
+    ) -> Callable[[ImageInput], Awaitable[Answer]]:
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ConfigError("prompt must be a non-empty string")
+
+        async def one(item: ImageInput) -> Answer:
+            return await self._ask(await self._load(item), prompt, kwargs)
+
+        return one
+
+    async def _precheck(self, images: Sequence[ImageInput]) -> None:
+        """Check every image of a list cheaply (type, format, size) before anything is sent."""
+        async for _ in pipeline.as_completed(images, self._check_one, window=4):
+            pass
+
+    async def _check_one(self, image: ImageInput) -> None:
+        if isinstance(image, Image):
+            return
+        if isinstance(image, str) and image[:5].lower() != "data:" and "://" in image[:16]:
+            return  # fetched (and checked) when its turn comes
+        await pipeline.offload(Image.load, image)
 
     async def aquery_images(
         self, images: Sequence[ImageInput], prompt: str, **kwargs: Any
@@ -460,7 +546,7 @@ class VlModel:
         loaded = list(await asyncio.gather(*(self._load(i) for i in images)))
 
         async def op(engine: _Engine) -> Answer:
-            encoded = [engine.encode(i, kwargs, n_images=len(loaded)) for i in loaded]
+            encoded = [await engine.aencode(i, kwargs, n_images=len(loaded)) for i in loaded]
             return await self._send(engine, encoded, prompt, kwargs)
 
         return await self._run(op)
@@ -477,7 +563,7 @@ class VlModel:
         request = planning.build_request(
             engine.route,
             engine.config,
-            [engine.encode(img, kwargs)],
+            [await engine.aencode(img, kwargs)],
             prompt,
             kwargs,
             timeout=timeout,
@@ -496,7 +582,7 @@ class VlModel:
                 await _aclose(deltas)
                 raise
 
-        async with self._semaphore():
+        async with self._semaphore().slot():
             (deltas, first), _ = await with_retries(
                 open_stream,
                 max_retries=self._config.max_retries,
@@ -602,7 +688,7 @@ class VlModel:
                 options["json_schema"] = {"name": _schema_name(name), "schema": schema_dict}
             elif engine.native_json:
                 options["json_mode"] = True
-            encoded = [engine.encode(img, kwargs)]
+            encoded = [await engine.aencode(img, kwargs)]
             answer = await self._send(engine, encoded, full_prompt, kwargs, **options)
             try:
                 return _validate_json(answer, model_cls, schema_dict)
@@ -653,8 +739,8 @@ class VlModel:
         img = await self._load(image)
 
         async def op(engine: _Engine) -> _Grounded:
-            encoded = engine.encode(img, kwargs)
-            seen = planning.model_input_size(encoded, engine.route, engine.config, kwargs)
+            encoded = await engine.aencode(img, kwargs)
+            seen = planning.model_input_size(encoded, engine.route, engine.config)
             prompt = task.prompt(engine.convention, target, seen)
             answer = await self._send(engine, [encoded], prompt, kwargs, Task(task.name, target))
             found = task.parse(
@@ -682,7 +768,7 @@ class VlModel:
 
     def query_batch(
         self,
-        images: Sequence[ImageInput],
+        images: Iterable[ImageInput] | AsyncIterable[ImageInput],
         prompt: str,
         *,
         return_exceptions: bool = False,
@@ -691,6 +777,24 @@ class VlModel:
         """Sync :meth:`aquery_batch`."""
         return run_sync(
             self.aquery_batch(images, prompt, return_exceptions=return_exceptions, **kwargs)
+        )
+
+    def iter_batch(
+        self,
+        images: Iterable[ImageInput] | AsyncIterable[ImageInput],
+        prompt: str,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> Iterator[tuple[int, Answer | VlgateError]]:
+        """Sync :meth:`aiter_batch`: a blocking iterator of ``(index, answer)`` as they finish.
+
+        Example:
+            >>> for i, answer in model.iter_batch(paths, "Door open?"):  # doctest: +SKIP
+            ...     print(paths[i], answer)
+        """
+        return iterate_sync(  # type: ignore[no-any-return]
+            self.aiter_batch(images, prompt, return_exceptions=return_exceptions, **kwargs)
         )
 
     def query_images(self, images: Sequence[ImageInput], prompt: str, **kwargs: Any) -> Answer:
@@ -772,6 +876,12 @@ class _Engine:
     ) -> EncodedImage:
         return planning.encode_for(image, self.route, self.config, n_images=n_images, params=params)
 
+    async def aencode(
+        self, image: Image, params: dict[str, Any] | None = None, n_images: int = 1
+    ) -> EncodedImage:
+        """:meth:`encode` in the worker pool: resize and JPEG never stall the event loop."""
+        return await pipeline.offload(self.encode, image, params, n_images)
+
     def failed(self, config: ModelConfig) -> None:
         self.failures += 1
         if self.failures >= config.cooldown_after:
@@ -827,6 +937,35 @@ class _Grounded:
     items: list[Any]
     image_size: tuple[int, int]
     answer: Answer
+
+
+def _check_batch(
+    images: Iterable[ImageInput] | AsyncIterable[ImageInput],
+) -> Iterable[ImageInput] | AsyncIterable[ImageInput]:
+    if isinstance(images, str | bytes | bytearray | memoryview | Image) or not isinstance(
+        images, Iterable | AsyncIterable
+    ):
+        raise ConfigError(
+            "images must be a list or an iterable of images (for one image, use query)"
+        )
+    if _is_array_like(images):
+        raise ConfigError("images must be a list of images, not one array (for one, use query)")
+    return images
+
+
+def _is_array_like(obj: object) -> bool:
+    # A (N, H, W, C) array is N frames; anything flatter is one image.
+    return hasattr(obj, "__array_interface__") and getattr(obj, "ndim", 0) < 4
+
+
+def _batch_results(results: list[Answer | BaseException]) -> list[Answer | VlgateError]:
+    out: list[Answer | VlgateError] = []
+    for r in results:
+        if isinstance(r, Answer | VlgateError):
+            out.append(r)
+        else:
+            raise r  # a bug, not an item's failure: never hidden in the list
+    return out
 
 
 def _check_prompts(prompts: Sequence[str]) -> list[str]:
