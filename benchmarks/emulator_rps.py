@@ -1,20 +1,27 @@
-"""Measure how many small text-only OpenAI requests per second the emulator serves.
+"""Measure how many OpenAI requests per second the emulator serves: text-only, or with a
+distinct 320x240 scene frame in every request (``--frames``: no analysis cache hit, the case of
+every benchmark that sends real frames).
 
 The emulator runs in a separate process (``python -m vlgate.testing``) so the client's CPU use
 does not compete for the server's GIL. The client has N concurrent workers on one
-``aiohttp.ClientSession`` (default) or one ``httpx.AsyncClient`` (``--client httpx``). httpx is
-itself the bottleneck at ~300 requests/s on this 2-core machine, so the server's own capacity is
-also reported from its CPU time (Linux ``/proc``).
+``aiohttp.ClientSession`` (default) or one ``httpx.AsyncClient`` (``--client httpx``). On a shared
+2-core machine the client competes with the server for CPU, so the server's own capacity is also
+reported from its CPU time (Linux ``/proc``): requests per second per core of server CPU. Runs
+repeat (``--runs``); the median and the min-max spread are printed.
 
-    .venv/bin/python benchmarks/emulator_rps.py [--requests N] [--concurrency N] [--client httpx]
+    .venv/bin/python benchmarks/emulator_rps.py [--requests N] [--concurrency N] [--frames]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import io
+import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -38,9 +45,31 @@ def _cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _run_aiohttp(base: str, total: int, concurrency: int) -> tuple[float, int]:
-    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hi."}]}
-    headers = {"Authorization": "Bearer emu-key"}
+def _bodies(frames: int) -> list[bytes]:
+    """Request bodies: one text-only body, or ``frames`` distinct scene JPEGs (320x240)."""
+    if not frames:
+        text = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hi."}]}
+        return [json.dumps(text).encode()]
+    from vlgate.testing.scenes import make_scene
+
+    out = []
+    for seed in range(frames):
+        buf = io.BytesIO()
+        make_scene(seed, size=(320, 240)).image.convert("RGB").save(buf, "JPEG", quality=90)
+        uri = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+        content = [
+            {"type": "image_url", "image_url": {"url": uri}},
+            {"type": "text", "text": "How many shapes are there?"},
+        ]
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": content}]}
+        out.append(json.dumps(body).encode())
+    return out
+
+
+async def _run_aiohttp(
+    base: str, total: int, concurrency: int, bodies: list[bytes]
+) -> tuple[float, int]:
+    headers = {"Authorization": "Bearer emu-key", "Content-Type": "application/json"}
     errors = 0
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(base, headers=headers, connector=connector) as client:
@@ -55,8 +84,9 @@ async def _run_aiohttp(base: str, total: int, concurrency: int) -> tuple[float, 
 
         async def worker() -> None:
             nonlocal errors
-            for _ in queue:
-                async with client.post("/v1/chat/completions", json=body) as r:
+            for i in queue:
+                body = bodies[i % len(bodies)]
+                async with client.post("/v1/chat/completions", data=body) as r:
                     await r.read()
                     if r.status != 200:
                         errors += 1
@@ -66,9 +96,8 @@ async def _run_aiohttp(base: str, total: int, concurrency: int) -> tuple[float, 
         return time.perf_counter() - t0, errors
 
 
-async def _run(base: str, total: int, concurrency: int) -> tuple[float, int]:
-    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hi."}]}
-    headers = {"Authorization": "Bearer emu-key"}
+async def _run(base: str, total: int, concurrency: int, bodies: list[bytes]) -> tuple[float, int]:
+    headers = {"Authorization": "Bearer emu-key", "Content-Type": "application/json"}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     errors = 0
     async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits) as client:
@@ -82,8 +111,8 @@ async def _run(base: str, total: int, concurrency: int) -> tuple[float, int]:
 
         async def worker() -> None:
             nonlocal errors
-            for _ in queue:
-                r = await client.post("/v1/chat/completions", json=body)
+            for i in queue:
+                r = await client.post("/v1/chat/completions", content=bodies[i % len(bodies)])
                 if r.status_code != 200:
                     errors += 1
 
@@ -97,31 +126,53 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=4000)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--client", choices=("aiohttp", "httpx"), default="aiohttp")
+    ap.add_argument("--frames", action="store_true", help="a distinct 320x240 JPEG per request")
+    ap.add_argument("--distinct", type=int, default=512, help="distinct frames cycled through")
+    ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "vlgate.testing", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-    )
+    # Cycling through more frames than the emulator caches (128 analyses, 256 probes): every
+    # request is analysed afresh.
+    bodies = _bodies(args.distinct if args.frames else 0)
     run = _run_aiohttp if args.client == "aiohttp" else _run
-    try:
-        time.sleep(1.5)  # let the server import before counting its CPU time
-        cpu0 = _cpu_seconds(server.pid)
-        elapsed, errors = asyncio.run(
-            run(f"http://127.0.0.1:{port}", args.requests, args.concurrency)
+    rates: list[float] = []
+    capacities: list[float] = []
+    errors = 0
+    for _ in range(args.runs):
+        port = _free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "vlgate.testing", "--port", str(port)],
+            stdout=subprocess.DEVNULL,
         )
-        cpu1 = _cpu_seconds(server.pid)
-    finally:
-        server.terminate()
-        server.wait(10)
-    rps = args.requests / elapsed
+        try:
+            time.sleep(1.5)  # let the server import before counting its CPU time
+            # Warm up (imports on first image, connection pool), not counted.
+            asyncio.run(run(f"http://127.0.0.1:{port}", 64, args.concurrency, bodies[-64:]))
+            cpu0 = _cpu_seconds(server.pid)
+            elapsed, errs = asyncio.run(
+                run(f"http://127.0.0.1:{port}", args.requests, args.concurrency, bodies)
+            )
+            cpu1 = _cpu_seconds(server.pid)
+        finally:
+            server.terminate()
+            server.wait(10)
+        errors += errs
+        rates.append(args.requests / elapsed)
+        if cpu0 is not None and cpu1 is not None and cpu1 > cpu0:
+            capacities.append(args.requests / (cpu1 - cpu0))
+    kind = f"distinct 320x240 JPEG frames ({len(bodies)} cycled)" if args.frames else "text-only"
     print(
-        f"{args.client} client, {args.requests} requests, concurrency {args.concurrency}: "
-        f"{elapsed:.2f} s, {rps:.0f} requests/s, {errors} errors"
+        f"{args.client} client, {kind}, {args.requests} requests x {args.runs} runs, "
+        f"concurrency {args.concurrency}, {errors} errors"
     )
-    if cpu0 is not None and cpu1 is not None and cpu1 > cpu0:
-        per = (cpu1 - cpu0) / args.requests
-        print(f"server CPU {per * 1e6:.0f} us/request -> capacity ~{1 / per:.0f} requests/s/core")
+    print(f"  measured:        {_spread(rates)} requests/s (client and server share the CPU)")
+    if capacities:
+        print(f"  server capacity: {_spread(capacities)} requests/s per core of server CPU")
+
+
+def _spread(values: list[float]) -> str:
+    return (
+        f"median {statistics.median(values):,.0f} (min-max {min(values):,.0f}-{max(values):,.0f})"
+    )
 
 
 if __name__ == "__main__":
