@@ -2,7 +2,8 @@
 
 The emulator runs in its own process with a fixed latency (default 200 ms, a fast hosted VLM).
 Both clients get the same JPEG bytes; LiteLLM gets them as data URIs (it does no resizing), vlgate
-as raw bytes (it loads, sizes and encodes them itself). Runs alternate, medians are compared.
+as raw bytes (it loads, sizes and encodes them itself). Runs alternate; the median and the min-max
+spread of each are printed, ratios are of medians.
 
     python benchmarks/vs_litellm.py [--images 64] [--latency 0.2] [--runs 3]
 """
@@ -42,7 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--latency", type=float, default=0.2)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     images = [jpeg(i) for i in range(args.images)]
     litellm.suppress_debug_info = True
@@ -86,9 +87,10 @@ def main() -> None:
                 raise RuntimeError(f"litellm returned {len(bad)} errors, e.g. {bad[0]!r}")
             return [r.choices[0].message.content for r in out]
 
+        default_c = model_default.config.max_concurrency
         runners = {
             f"vlgate query_batch (max_concurrency={args.images})": run_vlgate,
-            "vlgate query_batch (default max_concurrency=8)": run_vlgate_default,
+            f"vlgate query_batch (default max_concurrency={default_c})": run_vlgate_default,
             "litellm.batch_completion (100 threads)": run_litellm,
         }
         for fn in runners.values():  # warm up: imports, connections
@@ -108,7 +110,10 @@ def main() -> None:
     )
     for name, samples in times.items():
         med = statistics.median(samples)
-        print(f"  {name:50s} {med:6.3f} s   {med / ref:5.2f}x litellm")
+        print(
+            f"  {name:52s} {med:6.3f} s (min-max {min(samples):.3f}-{max(samples):.3f})  "
+            f"{med / ref:5.2f}x litellm"
+        )
     same = sum(
         a == b
         for a, b in zip(

@@ -2,8 +2,10 @@
 
 A synthetic camera yields 640x480 RGB frames at 30 fps; ``model.watch(..., hz=1)`` asks about the
 latest one. The emulator runs in its own process (it records every request, which would grow
-this process). RSS and traced Python memory are sampled every few seconds; growth after warm-up
-is what matters.
+this process). Every 2 s the sampler runs a full ``gc.collect()`` first (otherwise it reads the
+collector's sawtooth, not a trend), then samples RSS and traced Python memory. Printed: the
+samples, the mean of each 10 s window after a 10 s warm-up, and the least-squares trend over
+those samples in MB per minute (flat memory: about 0).
 
     python benchmarks/watch_memory.py [--seconds 60] [--fps 30] [--latency 1.0] [--hz 1.0]
 """
@@ -11,7 +13,9 @@ is what matters.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
+import statistics
 import sys
 import threading
 import time
@@ -65,6 +69,7 @@ def main() -> None:
 
         def sample() -> None:
             while not stop.wait(2.0):
+                gc.collect()
                 cur, _ = tracemalloc.get_traced_memory()
                 samples.append((time.monotonic() - t0, rss_mb(), cur / 2**20))
 
@@ -90,12 +95,29 @@ def main() -> None:
     for t, rss, traced in samples:
         print(f"  {t:5.1f}  {rss:8.1f}  {traced:9.2f}")
     warm = [s for s in samples if s[0] >= 10.0] or samples
-    rss_growth = warm[-1][1] - warm[0][1]
-    traced_growth = warm[-1][2] - warm[0][2]
+    windows: dict[int, list[tuple[float, float, float]]] = {}
+    for s in warm:
+        windows.setdefault(int(s[0] // 10), []).append(s)
+    print("  10 s windows after warm-up (mean RSS MB / traced MB):")
+    for w, group in sorted(windows.items()):
+        rss_mean = statistics.fmean(g[1] for g in group)
+        traced_mean = statistics.fmean(g[2] for g in group)
+        print(f"    {w * 10:3d}-{w * 10 + 10:<3d} s  {rss_mean:8.1f}  {traced_mean:8.2f}")
     print(
-        f"growth after 10 s: RSS {rss_growth:+.1f} MB, traced {traced_growth:+.2f} MB; "
+        f"trend after 10 s (least squares, {len(warm)} samples): "
+        f"RSS {slope(warm, 1) * 60:+.2f} MB/min, traced {slope(warm, 2) * 60:+.3f} MB/min; "
+        f"RSS range {min(s[1] for s in warm):.1f}-{max(s[1] for s in warm):.1f} MB; "
         f"traced peak {peak / 2**20:.1f} MB"
     )
+
+
+def slope(samples: list[tuple[float, float, float]], column: int) -> float:
+    """Least-squares slope of ``column`` against time (units per second)."""
+    if len(samples) < 2:
+        return 0.0
+    ts = [s[0] for s in samples]
+    ys = [s[column] for s in samples]
+    return statistics.linear_regression(ts, ys).slope
 
 
 if __name__ == "__main__":

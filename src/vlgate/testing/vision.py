@@ -44,6 +44,8 @@ _MAX_DIST2 = 85 * 85  # squared RGB distance still counted as a palette colour (
 _MIN_CHROMA = 70  # max-min channel spread; the grey background is ~0
 _COARSE_LONG = 80  # long side of the sampled grid used to find components (then refined)
 _MAX_STEP_FRACTION = 0.025  # sampling step at most this share of the short side (< the gap)
+_MAX_COMPONENTS = 64  # a scene has at most a few dozen shapes and specks
+_MAX_GROW = 4  # crop growths for a thin tip (one is enough for a scene's triangles)
 _DECODE_LONG = 1100  # JPEGs are decoded at the smallest DCT scale at least this large
 
 
@@ -245,7 +247,7 @@ def _refine(
     y0, x0, y1, x1 = samples
     top, left = max(0, y0 - pad), max(0, x0 - pad)
     bottom, right = min(h, y1 + pad + 1), min(w, x1 + pad + 1)
-    while True:
+    for _ in range(_MAX_GROW):
         fine = _classify(arr[top:bottom, left:right]) == ci
         ys = np.flatnonzero(fine.any(axis=1))
         if len(ys) == 0:
@@ -281,6 +283,10 @@ def _analyze(data: bytes) -> Sight:
     found: list[Seen] = []
     boxes: dict[int, list[tuple[int, int, int, int]]] = {}
     comps = _labelled_components(coarse, diagonal=step > 1)
+    if len(comps) > _MAX_COMPONENTS:
+        # Not a scene (noise, a photo): its largest blobs are answer enough; refining
+        # thousands of specks would only stall the emulator.
+        comps = sorted(comps, key=lambda c: -c[5])[:_MAX_COMPONENTS]
     for ci, y0, x0, y1, x1, _n in sorted(comps, key=lambda c: (c[0], -c[5])):
         name = _NAMES[ci]
         seen = boxes.setdefault(ci, [])

@@ -1,0 +1,127 @@
+"""How ``query_batch`` scales: wall time over the ideal, and peak memory growth, by batch size.
+
+For n = 100, 1,000, 5,000 distinct 128x128 frames (numpy arrays, made before measuring) at
+max_concurrency 8, 32 and 128, against the emulator (its own process) answering after a fixed
+latency (default 100 ms). Each configuration runs in a fresh subprocess, so its peak RSS is its
+own: growth = peak RSS during the batch (Linux VmHWM, reset just before it) minus RSS just
+before it. ideal = ceil(n / concurrency) x latency. Configurations whose ideal is short repeat
+(``--repeat``); the median and the min-max spread are printed.
+
+    python benchmarks/batch_scaling.py [--latency 0.1] [--sizes 100 1000 5000]
+        [--concurrency 8 32 128] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _emu import emulator_process
+
+KEY = "bench-key"
+
+
+def rss_mb(field: str = "VmRSS") -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def reset_peak() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0); False where not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def child(n: int, concurrency: int, base: str) -> None:
+    import numpy as np
+
+    import vlgate
+
+    rng = np.random.default_rng(n * 1000 + concurrency)
+    frames = [rng.integers(0, 255, (128, 128, 3), dtype=np.uint8) for _ in range(n)]
+    model = vlgate.create(
+        "openai/gpt-4o-mini", api_key=KEY, api_base=base + "/v1", max_concurrency=concurrency
+    )
+    model.query(frames[0], "warm up")  # imports, connection pool, worker threads
+    gc.collect()
+    before = rss_mb()
+    exact = reset_peak()
+    t0 = time.perf_counter()
+    answers = model.query_batch(frames, "Describe this image.")
+    wall = time.perf_counter() - t0
+    peak = rss_mb("VmHWM") if exact else rss_mb()
+    assert len(answers) == n and all(isinstance(a, str) for a in answers)
+    model.stop()
+    print(json.dumps({"wall": wall, "growth": peak - before, "exact_peak": exact}))
+
+
+def run_one(n: int, concurrency: int, base: str) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", str(n), str(concurrency), base],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def spread(values: list[float], fmt: str) -> str:
+    med = statistics.median(values)
+    if len(values) == 1:
+        return f"{med:{fmt}} (1 run)"
+    return f"{med:{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latency", type=float, default=0.1)
+    parser.add_argument("--sizes", type=int, nargs="*", default=[100, 1000, 5000])
+    parser.add_argument("--concurrency", type=int, nargs="*", default=[8, 32, 128])
+    parser.add_argument("--repeat", type=int, default=3, help="runs of configurations <= 10 s")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(int(args.child[0]), int(args.child[1]), args.child[2])
+        return
+
+    print(
+        f"query_batch of n distinct 128x128 frames, emulator latency {args.latency * 1000:.0f} ms "
+        "(own process), one subprocess per run; median (min-max)"
+    )
+    print(f"{'n':>6} {'conc':>5} {'wall s':>22} {'wall/ideal':>22} {'peak RSS growth MB':>24}")
+    with emulator_process(KEY, latency=args.latency) as base:
+        for n in args.sizes:
+            for c in args.concurrency:
+                ideal = math.ceil(n / c) * args.latency
+                runs = [run_one(n, c, base) for _ in range(args.repeat if ideal <= 10 else 1)]
+                walls = [r["wall"] for r in runs]
+                ratios = [w / ideal for w in walls]
+                growth = [r["growth"] for r in runs]
+                print(
+                    f"{n:>6} {c:>5} {spread(walls, '.2f'):>22} {spread(ratios, '.3f'):>22} "
+                    f"{spread(growth, '+.1f'):>24}",
+                    flush=True,
+                )
+                if not all(r["exact_peak"] for r in runs):
+                    print("        (VmHWM could not be reset: growth is end-of-batch RSS)")
+
+
+if __name__ == "__main__":
+    main()
