@@ -2,7 +2,9 @@
 
 ``Image.load`` accepts a path, bytes, a data URI, an http(s) URL, a PIL image, a numpy array or an
 ``Image``. It decodes eagerly (so broken files fail at load, before anything is sent), applies the
-EXIF orientation and keeps the original resolution. ``Image.encode`` produces the bytes for one
+EXIF orientation and keeps the original resolution; a complete, upright JPEG/PNG/WebP is only
+checked from its header, and decoded when its pixels are first needed (never, when it is sent as
+it is). ``Image.encode`` produces the bytes for one
 request: resized, fitted to a service's :class:`~vlgate.registry.ImageLimits`, and labelled with a
 MIME type sniffed from the bytes themselves.
 

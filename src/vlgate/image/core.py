@@ -21,6 +21,8 @@ from .load import (
     MAX_PIXELS,
     MB,
     Decoded,
+    decode_draft,
+    decode_pending,
     from_array,
     from_bytes,
     is_url,
@@ -79,6 +81,7 @@ class Image:
         "_cache",
         "_exif_rotated",
         "_lock",
+        "_pending",
         "_pil",
         "_sha256",
         "_size",
@@ -96,17 +99,22 @@ class Image:
         source_mime: str | None = None,
         source_mode: str | None = None,
         exif_rotated: bool = False,
+        pending: tuple[PILImage.Image, str] | None = None,
     ) -> None:
-        # Private: use Image.load(). Exactly one of pil / arr holds the upright RGB(A) pixels.
-        if pil is None and arr is None:
+        # Private: use Image.load(). Exactly one of pil / arr holds the upright RGB(A) pixels,
+        # or neither yet: ``pending`` is a complete, upright file checked from its header only.
+        if pil is None and arr is None and pending is None:
             raise ImageError("Image needs pixels; use Image.load()")
         self._pil = pil
         self._arr = arr
+        self._pending = pending
         if arr is not None:
             self._size: tuple[int, int] = (int(arr.shape[1]), int(arr.shape[0]))
-        else:
-            assert pil is not None
+        elif pil is not None:
             self._size = pil.size
+        else:
+            assert pending is not None
+            self._size = pending[0].size
         self._source = source
         self._source_mime = source_mime
         self._source_mode = source_mode
@@ -232,6 +240,12 @@ class Image:
     @property
     def has_alpha(self) -> bool:
         """Whether the image has an alpha channel that is not fully opaque."""
+        pending = self._pending
+        if pending is not None:
+            im = pending[0]
+            if im.mode in ("1", "L", "RGB") and "transparency" not in im.info:
+                return False
+            self._materialize()
         if self._arr is not None:
             return self._arr.ndim == 3 and self._arr.shape[2] == 4
         assert self._pil is not None
@@ -263,6 +277,7 @@ class Image:
         return f"<vlgate.Image {self.width}x{self.height} {mode}{src}>"
 
     def __getstate__(self) -> dict[str, Any]:
+        self._materialize()
         return {
             "pil": self._pil,
             "arr": self._arr,
@@ -287,6 +302,7 @@ class Image:
             >>> Image.load(np.zeros((4, 6, 4), np.uint8)).to_pil().mode
             'RGBA'
         """
+        self._materialize()
         if self._pil is not None:
             return self._pil.copy()
         return PILImage.fromarray(self._pixels_array())
@@ -355,7 +371,21 @@ class Image:
 
     # -- pixels --------------------------------------------------------------------------------
 
+    def _materialize(self) -> None:
+        """Decode a file that was only checked from its header (errors: ImageError)."""
+        if self._pending is None:
+            return
+        with self._lock:
+            if self._pending is None:
+                return
+            im, where = self._pending
+            assert self._source is not None and self._source_mime is not None
+            decoded = decode_pending(im, where, self._source, self._source_mime)
+            self._pil = decoded.pil
+            self._pending = None
+
     def _pil_image(self) -> PILImage.Image:
+        self._materialize()
         if self._pil is None:
             assert self._arr is not None
             self._pil = PILImage.fromarray(self._arr)
@@ -369,8 +399,23 @@ class Image:
         return self._arr
 
     def _resized(self, size: tuple[int, int]) -> PILImage.Image:
-        im = self._pil_image()
+        pending = self._pending
+        if (
+            pending is not None
+            and self._source is not None
+            and self._source_mime == "image/jpeg"
+            and 2 * size[0] <= self._size[0]
+            and 2 * size[1] <= self._size[1]
+        ):
+            # A large downscale of a JPEG not yet decoded: decode at a reduced DCT scale (a
+            # fraction of the work and of the memory) and resize the rest of the way.
+            im = decode_draft(self._source, pending[1], size)
+        else:
+            im = self._pil_image()
         if im.size == size:
             return im
-        shrinking = size[0] < im.width and size[1] < im.height
-        return im.resize(size, PILImage.Resampling.BICUBIC, reducing_gap=2.0 if shrinking else None)
+        if size[0] < im.width and size[1] < im.height:
+            # Downscale: antialiased bilinear after an exact integer box reduction (reducing_gap)
+            # costs ~0.6x bicubic; at these factors the two are indistinguishable to a model.
+            return im.resize(size, PILImage.Resampling.BILINEAR, reducing_gap=2.0)
+        return im.resize(size, PILImage.Resampling.BICUBIC)

@@ -258,7 +258,10 @@ def _encode_pixels(
 ) -> bytes:
     if mime == "image/jpeg":
         arr = img._arr if size == img.size else None
-        if arr is not None and jpeg() is not None:
+        if jpeg() is not None:
+            if arr is None:
+                # Resized (or a file's pixels): simplejpeg still beats Pillow's encoder.
+                arr = np.asarray(flatten_pil(img._resized(size)))
             if arr.shape[2] == 4:
                 arr = flatten_array(arr)
             return bytes(

@@ -42,7 +42,9 @@ _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 
 
 class Decoded(NamedTuple):
-    """Upright pixels (exactly one of ``pil`` / ``arr``) and what is known of their source."""
+    """Upright pixels (exactly one of ``pil`` / ``arr``) and what is known of their source; or,
+    for a file whose header says it can be sent as it is, ``pending``: the opened, not yet
+    decoded file and the name it goes by in errors (decoded on first use of the pixels)."""
 
     pil: PILImage.Image | None = None
     arr: NDArray[np.uint8] | None = None
@@ -50,6 +52,7 @@ class Decoded(NamedTuple):
     source_mime: str | None = None
     source_mode: str | None = None
     exif_rotated: bool = False
+    pending: tuple[PILImage.Image, str] | None = None
 
 
 def is_url(text: str) -> bool:
@@ -181,30 +184,96 @@ def _decode_data_uri(uri: str) -> bytes:
 
 
 def from_bytes(data: bytes, where: str, max_pixels: int) -> Decoded:
-    """Decode an encoded file's bytes eagerly; ``where`` names the source in errors."""
+    """An encoded file's bytes; ``where`` names the source in errors.
+
+    A JPEG, PNG or WebP that is complete (its end marker is there), upright (no EXIF rotation)
+    and in a mode providers take is checked from its header only: its pixels are decoded when
+    first needed, which is never when it is sent as it is. Anything else is decoded now, so
+    broken data fails here.
+    """
     if not data:
         raise ImageError(f"{where}: empty (0 bytes)")
     sniffed = sniff_mime(data)
-    try:
-        with warnings.catch_warnings():
-            # vlgate applies its own max_pixels below; Pillow's global warning would duplicate it.
-            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
-            im = PILImage.open(io.BytesIO(data))
-            check_pixels(im.size, where, max_pixels)
-            im.load()  # decode everything now: truncated or corrupt data fails here
-    except ImageError:
-        raise
-    except PILImage.DecompressionBombError as exc:
-        raise ImageError(f"{where}: refused as a decompression bomb ({exc})") from None
-    except UnidentifiedImageError:
-        raise ImageError(f"{where}: {_unknown_format(data, sniffed)}") from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as exc:
-        kind = "truncated" if "truncated" in str(exc).lower() else "corrupt"
-        raise ImageError(f"{where}: {kind} {sniffed or 'image'} data ({exc})") from None
+    with _decode_errors(where, data, sniffed), warnings.catch_warnings():
+        # vlgate applies its own max_pixels below; Pillow's global warning would duplicate it.
+        warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+        im = PILImage.open(io.BytesIO(data))
+        check_pixels(im.size, where, max_pixels)
+        if _header_is_enough(im, data, sniffed):
+            return Decoded(
+                source=data,
+                source_mime=sniffed,
+                source_mode=im.mode,
+                pending=(im, where),
+            )
+        im.load()  # decode everything now: truncated or corrupt data fails here
     if sniffed is None:
         # Pillow knows formats without a magic vlgate recognises (e.g. TGA): re-encode them.
         sniffed = f"image/x-{(im.format or 'unknown').lower()}"
     return _from_pil(im, where, max_pixels, source=data, source_mime=sniffed)
+
+
+def decode_pending(im: PILImage.Image, where: str, data: bytes, mime: str) -> Decoded:
+    """Decode a file :func:`from_bytes` only checked from its header."""
+    with _decode_errors(where, data, mime), warnings.catch_warnings():
+        warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+        im.load()
+    return _from_pil(im, where, 0, source=data, source_mime=mime)
+
+
+def decode_draft(data: bytes, where: str, size: tuple[int, int]) -> PILImage.Image:
+    """A JPEG decoded at the smallest DCT scale (1/2, 1/4, 1/8) still at least ``size``: the
+    cheap first step of a large downscale. RGB, upright only if the file needs no rotation."""
+    with _decode_errors(where, data, "image/jpeg"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+        im = PILImage.open(io.BytesIO(data))
+        im.draft("RGB", size)
+        im.load()
+    return _to_rgb_or_rgba(im, where)
+
+
+_LAZY_MIME = frozenset({"image/jpeg", "image/png", "image/webp"})
+_LAZY_MODES = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA"})
+
+
+def _header_is_enough(im: PILImage.Image, data: bytes, mime: str | None) -> bool:
+    """Whether ``data`` can be kept undecoded: complete, upright, a mode providers take."""
+    if mime not in _LAZY_MIME or im.mode not in _LAZY_MODES:
+        return False
+    if mime == "image/jpeg":
+        # EOI closes every complete JPEG (some cameras pad after it); APP1 EXIF is parsed.
+        complete = data.rstrip(b"\x00").endswith(b"\xff\xd9")
+        rotated = im.getexif().get(0x0112, 1) != 1
+    elif mime == "image/png":
+        # IEND closes every complete PNG; an eXIf chunk may rotate it (read it the slow way).
+        complete = data[-12:-8] == b"\x00\x00\x00\x00" and data[-8:-4] == b"IEND"
+        rotated = b"eXIf" in data
+    else:
+        complete = int.from_bytes(data[4:8], "little") + 8 == len(data)
+        rotated = im.getexif().get(0x0112, 1) != 1
+    return complete and not rotated
+
+
+class _decode_errors:
+    """Map Pillow's decoding failures to :class:`ImageError` naming ``where``."""
+
+    def __init__(self, where: str, data: bytes, sniffed: str | None) -> None:
+        self.where, self.data, self.sniffed = where, data, sniffed
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, et: Any, exc: Any, tb: Any) -> None:
+        where, sniffed = self.where, self.sniffed
+        if exc is None or isinstance(exc, ImageError):
+            return
+        if isinstance(exc, PILImage.DecompressionBombError):
+            raise ImageError(f"{where}: refused as a decompression bomb ({exc})") from None
+        if isinstance(exc, UnidentifiedImageError):
+            raise ImageError(f"{where}: {_unknown_format(self.data, sniffed)}") from None
+        if isinstance(exc, (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)):
+            kind = "truncated" if "truncated" in str(exc).lower() else "corrupt"
+            raise ImageError(f"{where}: {kind} {sniffed or 'image'} data ({exc})") from None
 
 
 def _unknown_format(data: bytes, sniffed: str | None) -> str:
@@ -240,7 +309,8 @@ def _from_pil(
     source: bytes | None = None,
     source_mime: str | None = None,
 ) -> Decoded:
-    check_pixels(im.size, where, max_pixels)
+    if max_pixels:
+        check_pixels(im.size, where, max_pixels)
     if source is None:
         try:
             im.load()
