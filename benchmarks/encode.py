@@ -1,10 +1,18 @@
-"""Encode a 1920x1080 RGB frame (numpy) to a JPEG data URI: vlgate vs plain Pillow + base64.
+"""Frames and files to the bytes vlgate sends, against plain Pillow doing the same job.
 
-Run: ``.venv/bin/python benchmarks/encode.py [--repeat 40]``
+1. A 1920x1080 RGB frame (numpy) to a JPEG data URI at full size: vlgate vs Pillow + base64.
+2. The same frame to gpt-4o: vlgate plans 1365x768 (OpenAI's own resize, done client-side), so
+   load -> resize -> encode is compared with Pillow's plain encode of a frame already 1365x768
+   (goal <= 1.3x): what the resize costs on top of the encode.
+3. A JPEG file that fits every limit: vlgate checks its header and sends it unchanged, against
+   decoding it (goal <= 0.1x of the decode); and a 4032x3024 JPEG to Claude (1568x1176), where
+   vlgate decodes at a reduced DCT scale, against Pillow decode + resize + encode.
 
 Every variant runs interleaved in one process (A, B, C, A, B, C, ...) so drift in CPU speed hits
-all of them alike; the table shows medians and the ratio to the Pillow baseline (goal: <= 1.0x).
-vlgate builds a fresh ``Image`` each time (no cache hit): load + validate + copy + encode + base64.
+all of them alike; the tables show the median, the min-max spread and the ratio of medians to the
+baseline. vlgate builds a fresh ``Image`` each time (no cache hit).
+
+Run: ``.venv/bin/python benchmarks/encode.py [--repeat 40]``
 """
 
 from __future__ import annotations
@@ -20,7 +28,10 @@ import numpy as np
 from PIL import Image as PILImage
 
 import vlgate.image as vimage
+from vlgate import planning
+from vlgate.config import ModelConfig
 from vlgate.image import Image
+from vlgate.registry import resolve
 
 
 def make_frame(w: int = 1920, h: int = 1080, seed: int = 0) -> np.ndarray:
@@ -89,38 +100,81 @@ def main() -> None:
 
     sizes = {name: len(fn(frame, q)) for name, fn in variants.items()}
     print(
-        f"1920x1080 RGB frame -> JPEG q{q} data URI; median of {args.repeat} interleaved runs; "
+        f"1. 1920x1080 RGB frame -> JPEG q{q} data URI; {args.repeat} interleaved runs; "
         f"simplejpeg {'on' if vimage.encode.jpeg() is not None else 'not installed'}"
     )
     table(times, sizes, "pillow + base64 (baseline)")
 
-    # An encoded JPEG file: vlgate decodes it once at load (truncation/bomb checks), then sends
-    # the original bytes unchanged. The baseline only base64-encodes (no validation at all).
-    jpeg = io.BytesIO()
-    PILImage.fromarray(frame).save(jpeg, "JPEG", quality=q)
-    data = jpeg.getvalue()
-    files: dict[str, Callable[[], str]] = {
-        "base64 of the file bytes (baseline)": lambda: (
-            "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
+    # 2. The frame to gpt-4o: the planned size is OpenAI's own resize (1365x768).
+    route, cfg = resolve("openai/gpt-4o"), ModelConfig(model="openai/gpt-4o")
+    sent = planning.target_size(frame.shape[1::-1], route, cfg)
+    small = np.asarray(PILImage.fromarray(frame).resize(sent, PILImage.Resampling.BILINEAR))
+    jobs = {
+        f"pillow JPEG of a {sent[0]}x{sent[1]} frame (baseline)": lambda: pillow_bytes(small, q),
+        "vlgate load + resize + encode for gpt-4o": lambda: (
+            planning.encode_for(Image.load(frame), route, cfg).data
         ),
-        "vlgate Image.load(bytes).encode().data_uri": lambda: Image.load(data).encode().data_uri,
     }
-    ftimes: dict[str, list[float]] = {name: [] for name in files}
-    for _ in range(args.repeat):
-        for name, fn2 in files.items():
+    print(f"\n2. 1920x1080 frame to gpt-4o, sent at {sent[0]}x{sent[1]} (goal <= 1.3x)")
+    run_table(jobs, args.repeat)
+
+    # 3. Files. A JPEG that fits: vlgate reads its header and sends it unchanged.
+    data = pillow_bytes(frame, q)
+    files = {
+        "Pillow decode of the file (baseline)": lambda: PILImage.open(io.BytesIO(data)).load(),
+        "vlgate Image.load(bytes).encode() (header only)": lambda: Image.load(data).encode().data,
+    }
+    print(f"\n3a. 1920x1080 JPEG file ({len(data)} B) that fits every limit (goal <= 0.1x)")
+    run_table(files, args.repeat)
+
+    big = pillow_bytes(make_frame(4032, 3024, seed=1), q)
+    claude, ccfg = (
+        resolve("anthropic/claude-sonnet-4-6"),
+        ModelConfig(model="anthropic/claude-sonnet-4-6"),
+    )
+    target = planning.target_size((4032, 3024), claude, ccfg)
+
+    def pillow_full() -> bytes:
+        im = PILImage.open(io.BytesIO(big))
+        return pillow_bytes(np.asarray(im.resize(target, PILImage.Resampling.BICUBIC)), q)
+
+    photos = {
+        "Pillow decode + resize + encode (baseline)": pillow_full,
+        "vlgate load + draft decode + resize + encode": lambda: (
+            planning.encode_for(Image.load(big), claude, ccfg).data
+        ),
+    }
+    print(f"\n3b. 4032x3024 JPEG file to Claude, sent at {target[0]}x{target[1]}")
+    run_table(photos, max(5, args.repeat // 4))
+
+
+def pillow_bytes(arr: np.ndarray, quality: int) -> bytes:
+    buf = io.BytesIO()
+    PILImage.fromarray(arr).save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def run_table(jobs: dict[str, Callable[[], object]], repeat: int) -> None:
+    for fn in jobs.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in jobs}
+    for _ in range(repeat):
+        for name, fn in jobs.items():
             t0 = time.perf_counter()
-            fn2()
-            ftimes[name].append(time.perf_counter() - t0)
-    print(f"\nJPEG file bytes ({len(data)} B) -> data URI (vlgate: decode-validate + fast path)")
-    table(ftimes, {name: len(fn2()) for name, fn2 in files.items()}, next(iter(files)))
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    table(times, None, next(iter(jobs)))
 
 
-def table(times: dict[str, list[float]], sizes: dict[str, int], baseline: str) -> None:
+def table(times: dict[str, list[float]], sizes: dict[str, int] | None, baseline: str) -> None:
     base = statistics.median(times[baseline])
-    print(f"{'variant':44} {'median ms':>10} {'ratio':>7} {'URI chars':>10}")
+    head = f"{'variant':50} {'median ms':>10} {'min-max ms':>15} {'ratio':>7}"
+    print(head + (f" {'URI chars':>10}" if sizes else ""))
     for name, samples in times.items():
         med = statistics.median(samples)
-        print(f"{name:44} {med * 1000:10.2f} {med / base:6.2f}x {sizes[name]:10d}")
+        span = f"{min(samples) * 1000:.2f}-{max(samples) * 1000:.2f}"
+        line = f"{name:50} {med * 1000:10.2f} {span:>15} {med / base:6.2f}x"
+        print(line + (f" {sizes[name]:10d}" if sizes else ""))
 
 
 if __name__ == "__main__":
