@@ -87,7 +87,7 @@ def main() -> None:
                 raise RuntimeError(f"litellm returned {len(bad)} errors, e.g. {bad[0]!r}")
             return [r.choices[0].message.content for r in out]
 
-        default_c = model_default.config.max_concurrency
+        default_c = model_default.max_concurrency
         runners = {
             f"vlgate query_batch (max_concurrency={args.images})": run_vlgate,
             f"vlgate query_batch (default max_concurrency={default_c})": run_vlgate_default,

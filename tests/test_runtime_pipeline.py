@@ -298,3 +298,29 @@ def test_adaptive_concurrency_backs_off_on_429s_from_the_emulator(emulator: Emul
     assert model.concurrency < 8  # halved at least once, not yet grown back
     fixed = make(emulator, max_concurrency=32)
     assert fixed.concurrency == 32
+
+
+def test_default_concurrency_is_the_providers(emulator: Emulator) -> None:
+    hosted = make(emulator)
+    assert hosted.max_concurrency == hosted.concurrency == 64
+    ollama = vlgate.create("ollama/qwen2.5vl:7b", api_base=emulator.openai_base)
+    assert ollama.max_concurrency == 4
+    assert make(emulator, max_concurrency=3).max_concurrency == 3
+
+
+def test_aimd_keeps_a_rate_limited_batch_from_failing(emulator: Emulator) -> None:
+    """20 requests a second, 60 frames at once: fixed 64 draws a storm of 429s; AIMD backs off."""
+    emulator.latency = 0.02
+    frames = [png_bytes(color=(i, 0, 0)) for i in range(60)]
+
+    def run(**kw: object) -> tuple[list[object], int]:
+        emulator.clear()
+        emulator.rate_limit("gpt-4o-mini", rpm=20, window=1.0)
+        model = make(emulator, max_retries=6, backoff_max=2.0, **kw)
+        out = model.query_batch(frames, "describe", return_exceptions=True)
+        return list(out), sum(1 for r in emulator.requests if r.status == 429)
+
+    adaptive, adaptive_429 = run(adaptive_concurrency=True, initial_concurrency=4)
+    assert all(isinstance(a, str) for a in adaptive)
+    _, fixed_429 = run(max_concurrency=64)
+    assert adaptive_429 < fixed_429

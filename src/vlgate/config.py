@@ -36,8 +36,9 @@ class ModelConfig(BaseModel):
     """API key; when unset, read from the provider's env var (named in the error if missing)."""
     api_base: str | None = None
     """Endpoint override (a proxy, a local server, the emulator)."""
-    max_concurrency: int = Field(default=8, ge=1, le=1024)
-    """How many requests one model sends at once (batches, multi-prompt queries)."""
+    max_concurrency: int | None = Field(default=None, ge=1, le=1024)
+    """How many requests one model sends at once (batches, multi-prompt queries); default: the
+    provider's (64 for hosted APIs, 4 for Ollama, 1 for an in-process model)."""
     adaptive_concurrency: bool = False
     """Adapt the requests in flight to the provider: start at ``initial_concurrency``, raise
     while latency holds and no 429 arrives, halve on 429/503/529 (AIMD), never past

@@ -130,7 +130,7 @@ class VlModel:
         for engine in self._engines:
             close_at_exit(engine.provider)
         self._concurrency = ConcurrencyLimit(
-            config.max_concurrency,
+            config.max_concurrency or self._primary.route.provider.concurrency,
             adaptive=config.adaptive_concurrency,
             initial=config.initial_concurrency,
         )
@@ -239,6 +239,11 @@ class VlModel:
         await self.astop()
 
     # --- internals ----------------------------------------------------------------------------
+
+    @property
+    def max_concurrency(self) -> int:
+        """The cap on requests in flight: ``max_concurrency``, or the provider's default."""
+        return self._concurrency.maximum
 
     @property
     def concurrency(self) -> int:

@@ -106,6 +106,10 @@ class ProviderSpec:
     default_model: str | None = None
     native_json_schema: bool = False
     """Whether ``response_format={"type": "json_schema", ...}`` is honoured."""
+    concurrency: int = 64
+    """Requests in flight when ``max_concurrency`` is not set: hosted APIs take many at once
+    (their limits are per minute, and 429s are retried); a local server or an in-process model
+    works through a few at a time, and more would only queue into timeouts."""
     description: str = ""
 
 
@@ -546,6 +550,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
             needs_key=False,
             default_model="qwen2.5vl:7b",
             native_json_schema=True,
+            concurrency=4,
             description="Local Ollama server through its OpenAI-compatible /v1",
         ),
         ProviderSpec(
@@ -596,6 +601,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
             target="vlgate.providers.local:LocalProvider",
             service="local",
             needs_key=False,
+            concurrency=1,
             description="A Hugging Face transformers VLM run in-process (extra: local)",
         ),
         ProviderSpec(

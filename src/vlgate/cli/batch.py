@@ -272,7 +272,7 @@ def batch(
                 "max_concurrency": concurrency,
             }
         )
-        workers = vl.config.max_concurrency
+        workers = vl.max_concurrency
         quiet = _is_quiet()
         bar = _Progress(vl, enabled=(progress is not False) and not quiet, force=bool(progress))
         stats = asyncio.run(_run(vl, paths, task, output, workers, limit, retry_failed, bar))

@@ -312,14 +312,25 @@ class Emulator:
         """
         self.faults.set_random(rate, kinds, seed)
 
-    def rate_limit(self, model: str, *, rpm: int | None = None, tpm: int | None = None) -> None:
+    def rate_limit(
+        self,
+        model: str,
+        *,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        window: float = 60.0,
+    ) -> None:
         """Enforce requests/tokens per minute for ``model`` (429 with Retry-After when over).
+
+        ``window`` shortens the minute for fast tests and benchmarks: ``rpm`` requests per
+        ``window`` seconds.
 
         Example::
 
             emu.rate_limit("gpt-4o", rpm=2)
+            emu.rate_limit("gpt-4o", rpm=20, window=1.0)   # 20 requests a second
         """
-        self.faults.set_limit(model, rpm, tpm)
+        self.faults.set_limit(model, rpm, tpm, window)
 
     # --- routing -----------------------------------------------------------------------------
 

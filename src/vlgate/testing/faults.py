@@ -96,7 +96,7 @@ class FaultBook:
         self._rate = 0.0
         self._kinds: list[Fault] = []
         self._rng = random.Random(0)
-        self._limits: dict[str, tuple[int | None, int | None]] = {}
+        self._limits: dict[str, tuple[int | None, int | None, float]] = {}
         self._usage: dict[str, deque[tuple[float, int]]] = {}
 
     def script(self, model: str, outcomes: Iterable[str]) -> None:
@@ -114,9 +114,11 @@ class FaultBook:
         with self._lock:
             self._rate, self._kinds, self._rng = rate, parsed, random.Random(seed)
 
-    def set_limit(self, model: str, rpm: int | None, tpm: int | None) -> None:
+    def set_limit(self, model: str, rpm: int | None, tpm: int | None, window: float = 60.0) -> None:
+        if window <= 0:
+            raise ValueError("window must be positive")
         with self._lock:
-            self._limits[model] = (rpm, tpm)
+            self._limits[model] = (rpm, tpm, window)
             self._usage.setdefault(model, deque())
 
     def clear(self) -> None:
@@ -146,7 +148,8 @@ class FaultBook:
         return None
 
     def check_limit(self, model: str | None, tokens: int, now: float | None = None) -> float | None:
-        """Count one request of ``tokens`` against the model's limits (sliding 60 s window).
+        """Count one request of ``tokens`` against the model's limits (a sliding window, 60 s
+        unless set otherwise).
 
         Returns the seconds to wait when over the limit (nothing is counted then), else ``None``.
         """
@@ -157,14 +160,14 @@ class FaultBook:
             limit = self._limits.get(model)
             if limit is None:
                 return None
-            rpm, tpm = limit
+            rpm, tpm, window = limit
             usage = self._usage[model]
-            while usage and usage[0][0] <= t - 60.0:
+            while usage and usage[0][0] <= t - window:
                 usage.popleft()
             over = (rpm is not None and len(usage) + 1 > rpm) or (
                 tpm is not None and sum(n for _, n in usage) + tokens > tpm
             )
             if over:
-                return max(0.001, usage[0][0] + 60.0 - t) if usage else 60.0
+                return max(0.001, usage[0][0] + window - t) if usage else window
             usage.append((t, tokens))
             return None
