@@ -260,7 +260,7 @@ def test_doctor_names_keys_never_values(runner: CliRunner) -> None:
     assert data["keys"]["ANTHROPIC_API_KEY"] == "set"
     assert data["keys"]["OPENAI_API_KEY"] == "missing"
     assert data["extras"]["typer"]["installed"] is True
-    assert set(data["extras"]) >= {"litellm", "aiohttp", "typer", "rich", "diskcache"}
+    assert set(data["extras"]) >= {"litellm", "aiohttp", "typer", "rich", "platformdirs"}
     assert secret not in result.output
     plain = runner.invoke(app, ["doctor"], env={"ANTHROPIC_API_KEY": secret})
     assert plain.exit_code == 0 and secret not in plain.output

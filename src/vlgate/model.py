@@ -327,7 +327,14 @@ class VlModel:
         started = time.perf_counter()
         key = None
         if self._cache is not None:
-            key = request_key(request, engine.route, engine.provider.api_base, task)
+            key = request_key(
+                request,
+                engine.route,
+                engine.provider.api_base,
+                task,
+                extra_headers=engine.config.extra_headers,
+                local_options=engine.config.local_options,
+            )
             hit = self._cache.get(key)
             if hit is not None:
                 return Answer(

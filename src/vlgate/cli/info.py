@@ -145,7 +145,6 @@ EXTRAS: dict[str, str] = {
     "aiohttp": "emulator",
     "typer": "cli",
     "rich": "cli",
-    "diskcache": "cache",
     "platformdirs": "cache",
     "torch": "local",
     "transformers": "local",
