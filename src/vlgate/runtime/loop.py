@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import contextlib
 import threading
 import weakref
@@ -34,31 +35,79 @@ def _background_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
+_POLL = 0.2
+"""Seconds between wake-ups of a thread waiting on the background loop, so an exception raised
+into it asynchronously (a thread interrupt) is seen; results still arrive without delay."""
+_CANCEL_GRACE = 2.0
+"""Seconds an interrupted caller waits for the cancelled work to unwind before re-raising."""
+
+
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` on vlgate's background loop and block until it finishes."""
+    """Run ``coro`` on vlgate's background loop and block until it finishes.
+
+    When the waiting thread is interrupted (Ctrl-C's ``KeyboardInterrupt``, ``SystemExit``, or
+    any exception raised into the thread), the work on the loop is cancelled too: pending
+    requests are never sent and in-flight ones are abandoned, before the exception goes on.
+
+    Example:
+        >>> async def double(x: int) -> int:
+        ...     return 2 * x
+        >>> run_sync(double(21))
+        42
+    """
     loop = _background_loop()
     if threading.current_thread() is _thread:
         coro.close()
         raise RuntimeError(
             "a sync vlgate method was called from vlgate's own loop; use the a* method"
         )
-    return asyncio.run_coroutine_threadsafe(coro, loop).result()
+    finished = threading.Event()
+
+    async def guarded() -> T:
+        try:
+            return await coro
+        finally:
+            finished.set()
+
+    future = asyncio.run_coroutine_threadsafe(guarded(), loop)
+    try:
+        while not future.done():
+            concurrent.futures.wait([future], timeout=_POLL)
+        return future.result()
+    except BaseException:
+        if future.cancel():  # propagates to the task on the loop, which cancels its children
+            finished.wait(_CANCEL_GRACE)
+        raise
 
 
 def iterate_sync(agen: Any) -> Any:
-    """Turn an async iterator into a blocking generator driven on the background loop."""
-    loop = _background_loop()
+    """Turn an async iterator into a blocking generator driven on the background loop.
+
+    Interrupting the consumer (Ctrl-C, or closing the generator) cancels the pending step and
+    closes the async iterator, so nothing keeps running on the loop.
+    """
     iterator = agen.__aiter__()
+    interrupted = False
     try:
         while True:
             try:
-                yield asyncio.run_coroutine_threadsafe(iterator.__anext__(), loop).result()
+                item = run_sync(iterator.__anext__())
             except StopAsyncIteration:
                 return
+            except BaseException:
+                interrupted = True
+                raise
+            yield item
     finally:
         aclose = getattr(iterator, "aclose", None)
         if aclose is not None:
-            asyncio.run_coroutine_threadsafe(aclose(), loop).result()
+            try:
+                run_sync(aclose())
+            except RuntimeError:
+                # Cancelled mid-step, the generator may still be unwinding ("already running"):
+                # the cancellation closes it; the interrupt is what the caller should see.
+                if not interrupted:
+                    raise
 
 
 class PerLoop(Generic[T]):
