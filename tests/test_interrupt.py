@@ -3,6 +3,7 @@ thread) cancels its work on vlgate's background loop: no request is sent afterwa
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import signal
 import subprocess
@@ -142,10 +143,8 @@ def test_keyboard_interrupt_leaves_no_pending_task() -> None:
             raise
 
     def run() -> None:
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             loop.run_sync(slow())
-        except KeyboardInterrupt:
-            pass
 
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
@@ -154,4 +153,3 @@ def test_keyboard_interrupt_leaves_no_pending_task() -> None:
     worker.join(timeout=10)
     assert not worker.is_alive()
     assert cancelled.wait(5)
-

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from . import ask, batch, info, serve
-from ._common import EXIT_CODES_HELP, setup_logging
+from ._common import EXIT_CODES_HELP, echo, setup_logging
 
 HELP = f"""Ask any vision-language model about images: captions, questions, boxes, points, batches.
 
@@ -35,7 +35,7 @@ def _version(value: bool) -> None:
     if value:
         from .. import __version__
 
-        typer.echo(f"vlgate {__version__}")
+        echo(f"vlgate {__version__}")
         raise typer.Exit()
 
 

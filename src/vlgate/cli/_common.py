@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -50,6 +51,34 @@ def exit_code_for(exc: BaseException) -> int:
     return EXIT_FAILED
 
 
+# C0 controls but tab and newline, DEL, C1 controls (an 8-bit CSI is one), and the bidi
+# overrides that make text display in another order than it reads.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# The same for JSON text, where C0 is already escaped: what json.dumps(ensure_ascii=False) keeps.
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def terminal_safe(text: object) -> str:
+    """``text`` fit for a terminal: control characters (escape sequences, carriage returns,
+    C1 codes, bidi overrides) removed, newlines and tabs kept, lone surrogates shown as
+    ``\\udXXX`` escapes instead of failing to encode.
+
+    Model answers and labels are attacker-controlled text (prompt injection through what the
+    camera sees); printed raw they could retitle the terminal or rewrite earlier lines.
+
+    Example:
+        >>> terminal_safe("A cat.\\x1b]0;pwned\\x07\\nOn a mat.\\ud800")
+        'A cat.]0;pwned\\nOn a mat.\\\\ud800'
+    """
+    cleaned = _UNSAFE.sub("", str(text))
+    return cleaned.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def echo(text: object = "", *, err: bool = False) -> None:
+    """Print one line through :func:`terminal_safe`: the CLI's only way to print text."""
+    typer.echo(terminal_safe(text), err=err)
+
+
 def one_line(text: str) -> str:
     """``text`` on one line, with anything shaped like a key masked."""
     return redact(" ".join(str(text).split()), *known_secrets())
@@ -57,7 +86,7 @@ def one_line(text: str) -> str:
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print ``error: message`` to stderr and exit with ``code``."""
-    typer.echo(f"error: {one_line(message)}", err=True)
+    echo(f"error: {one_line(message)}", err=True)
     raise typer.Exit(code)
 
 
@@ -72,7 +101,7 @@ def errors_to_exit() -> Iterator[None]:
         where = f" ({exc.filename})" if exc.filename else ""
         fail(f"{exc.strerror or exc}{where}", EXIT_USAGE)
     except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
+        echo("interrupted", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
@@ -175,9 +204,20 @@ def build_model(overrides: Mapping[str, Any]) -> VlModel:
     return create(**model_options(settings))
 
 
+def json_safe(text: str) -> str:
+    """JSON text with what could steer a terminal (DEL, C1, bidi overrides) and lone surrogates
+    written as ``\\uXXXX`` escapes: the same JSON value, safe to print and to encode.
+
+    Example:
+        >>> json_safe('"a\\x9bb"')
+        '"a\\\\u009bb"'
+    """
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def print_json(data: Any) -> None:
     """JSON on stdout, one document."""
-    typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    typer.echo(json_safe(json.dumps(data, ensure_ascii=False, indent=2, default=str)))
 
 
 def console(*, stderr: bool = False, force: bool | None = None) -> Console:

@@ -16,6 +16,7 @@ from ._common import (
     RetriesOpt,
     TimeoutOpt,
     build_model,
+    echo,
     errors_to_exit,
     print_json,
 )
@@ -72,7 +73,7 @@ def _answer_out(
     if as_json:
         print_json(answer_data(answer))
     else:
-        typer.echo(str(answer))
+        echo(str(answer))
 
 
 def query(
@@ -161,13 +162,13 @@ def _grounding_out(
         print_json({"target": target, key: plain["items"], "image_size": plain["image_size"]})
         return
     if not plain["items"]:
-        typer.echo(f"no {target!r} found", err=True)
+        echo(f"no {target!r} found", err=True)
     for it in plain["items"]:
         coords = it.get("xyxy") or it.get("xy") or []
         score = f"  {it['score']:.2f}" if it.get("score") is not None else ""
-        typer.echo(f"{it['label']}\t{', '.join(f'{v:.1f}' for v in coords)}{score}")
+        echo(f"{it['label']}\t{', '.join(f'{v:.1f}' for v in coords)}{score}")
     if output is not None:
-        typer.echo(f"wrote {output}", err=True)
+        echo(f"wrote {output}", err=True)
 
 
 OutputOpt = Annotated[

@@ -25,6 +25,7 @@ from ._common import (
     TimeoutOpt,
     build_model,
     console,
+    echo,
     errors_to_exit,
     fail,
 )
@@ -282,19 +283,20 @@ def batch(
             _report(output, html, paths, subtitle=vl.config.model)
         _print_summary(stats, state, vl, cost, output, html)
         if stats.interrupted:
-            typer.echo(
+            echo(
                 f"interrupted: {stats.remaining} image(s) left; resume with the same command "
                 f"({_resume_command(source, prompt, task, output)}); finished lines are kept",
                 err=True,
             )
             raise typer.Exit(EXIT_INTERRUPTED)
         if stats.limited and stats.remaining > 0:
-            typer.echo(
+            echo(
                 f"--limit reached: {stats.remaining} image(s) left; run the same command "
                 "again to continue",
                 err=True,
             )
-        raise typer.Exit(EXIT_FAILED if state.failed else EXIT_OK)
+        # An item whose line could not be written is in stats but not in the file: count both.
+        raise typer.Exit(EXIT_FAILED if state.failed or stats.failed else EXIT_OK)
 
 
 def _cost(vl: VlModel) -> float | None:
@@ -335,7 +337,14 @@ def _print_summary(
     lines.append(spent)
     lines.append(f"results: {output}" + (f"; report: {html}" if html else ""))
     for line in lines:
-        typer.echo(line)
+        echo(line)
+    if stats.unwritten:
+        echo(
+            f"error: {stats.unwritten} result line(s) could not be written to {output} "
+            f"({', '.join(k for k in stats.errors if k)}); those images failed and a re-run "
+            "asks them again",
+            err=True,
+        )
 
 
 def register(app: typer.Typer) -> None:

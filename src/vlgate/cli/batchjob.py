@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import glob
 import os
 import time
@@ -20,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from ..batchrecord import BatchRecord, RecordError, read_records
 from ..errors import ConfigError
@@ -69,6 +70,8 @@ class BatchStats:
     elapsed: float = 0.0
     interrupted: bool = False
     limited: bool = False
+    unwritten: int = 0
+    """Items whose result line could not be written (counted as failed, absent from the file)."""
 
     @property
     def remaining(self) -> int:
@@ -177,7 +180,8 @@ async def run_batch(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     _end_with_newline(out_path)
 
-    with out_path.open("a", encoding="utf-8") as fh:
+    with out_path.open("ab", buffering=0) as fh:
+        lines = _Lines(fh)
 
         async def worker() -> None:
             while not stop.is_set():
@@ -197,8 +201,13 @@ async def run_batch(
                         error=RecordError.from_exception(exc),
                     )
                 record.latency = round(time.perf_counter() - started, 4)
-                fh.write(record.to_json() + "\n")
-                fh.flush()
+                try:
+                    lines.write(record)
+                except Exception as exc:  # the line could not be written: the item failed
+                    stats.unwritten += 1
+                    record.error = RecordError.from_exception(exc)
+                    with contextlib.suppress(Exception):
+                        lines.write(_error_only(record))
                 stats.processed += 1
                 if record.error is not None:
                     stats.failed += 1
@@ -206,7 +215,10 @@ async def run_batch(
                 else:
                     stats.ok += 1
                 if on_result is not None:
-                    on_result(record, stats)
+                    try:
+                        on_result(record, stats)
+                    except Exception as exc:  # a display failure must not stop the batch
+                        stats.errors[f"on_result: {type(exc).__name__}"] += 1
 
         workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(todo)))]
         stopper = asyncio.create_task(stop.wait())
@@ -218,7 +230,9 @@ async def run_batch(
                 if stop.is_set() and not everything.done():
                     stats.interrupted = True
                     everything.cancel()
-                await asyncio.gather(everything, return_exceptions=True)
+                outcome = (await asyncio.gather(everything, return_exceptions=True))[0]
+                if isinstance(outcome, Exception):
+                    raise outcome  # a bug in the engine ends the run loudly, never silently
         finally:
             stopper.cancel()
             for w in workers:
@@ -227,6 +241,39 @@ async def run_batch(
     if stop.is_set() and stats.remaining > 0:
         stats.interrupted = True
     return stats
+
+
+class _Lines:
+    """Appends JSON lines to the results file, each written whole or failing loudly.
+
+    Unbuffered, so a failed write (a full disk) fails for its own line and never again at
+    close. A line cut short by a failure is ended before the next one, so it costs only its
+    own record. Lone surrogates (an answer, a non-UTF-8 file name) are written as ``\\udXXX``
+    escapes, which JSON reads back as the same string.
+    """
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self._cut = False
+
+    def write(self, record: BatchRecord) -> None:
+        data = (record.to_json() + "\n").encode("utf-8", "backslashreplace")
+        view = memoryview(b"\n" + data if self._cut else data)
+        self._cut = True
+        while view:
+            view = view[self._fh.write(view) or 0 :]
+        self._cut = False
+
+
+def _error_only(record: BatchRecord) -> BatchRecord:
+    """The smallest record of a failed item: enough for a re-run to see it and retry it."""
+    return BatchRecord(
+        image=record.image,
+        task=record.task,
+        prompt=record.prompt,
+        latency=record.latency,
+        error=record.error,
+    )
 
 
 def _end_with_newline(path: Path) -> None:

@@ -13,7 +13,16 @@ import typer
 
 from .. import registry
 from ..settings import config_files, load_settings, setting_sources
-from ._common import EXIT_FAILED, KEY_ENV_NAMES, JsonFlag, console, errors_to_exit, print_json
+from ._common import (
+    EXIT_FAILED,
+    KEY_ENV_NAMES,
+    JsonFlag,
+    console,
+    echo,
+    errors_to_exit,
+    print_json,
+    terminal_safe,
+)
 
 # --- models -----------------------------------------------------------------------------------
 
@@ -134,7 +143,7 @@ def models(
             )
         con.print(table)
     if not (data["providers"] or data["litellm_routes"] or data["families"]):
-        typer.echo("nothing matches", err=True)
+        echo("nothing matches", err=True)
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -272,7 +281,7 @@ def _print_doctor(report: dict[str, Any]) -> None:
     con.print(f"  config files: {escape(', '.join(files))}")
     for name, value in report["settings"].items():
         source = report["setting_sources"].get(name, "default")
-        con.print(f"  {name:<16} {escape(str(value))}  [dim]({escape(source)})[/dim]")
+        con.print(f"  {name:<16} {escape(terminal_safe(value))}  [dim]({escape(source)})[/dim]")
     endpoint = report.get("endpoint")
     if endpoint is not None:
         con.print("[bold]endpoint[/bold]")
@@ -283,7 +292,8 @@ def _print_doctor(report: dict[str, Any]) -> None:
             )
         else:
             con.print(
-                f"  {escape(str(endpoint.get('endpoint') or '-'))}: {escape(endpoint['detail'])}"
+                f"  {escape(str(endpoint.get('endpoint') or '-'))}: "
+                f"{escape(terminal_safe(endpoint['detail']))}"
             )
 
 

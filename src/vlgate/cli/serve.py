@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ._common import EXIT_USAGE, JsonFlag, errors_to_exit, fail, print_json
+from ._common import EXIT_USAGE, JsonFlag, echo, errors_to_exit, fail, print_json
 
 if TYPE_CHECKING:
     from ..testing import Emulator
@@ -37,13 +37,13 @@ def emulate(
         fail("the emulator needs aiohttp: pip install 'vlgate[emulator]'", EXIT_USAGE)
 
     def ready(emu: Emulator) -> None:
-        typer.echo(f"vlgate emulator on {emu.url}")
-        typer.echo(f"  OpenAI-compatible base: {emu.openai_base}   key: {api_key}")
-        typer.echo(
+        echo(f"vlgate emulator on {emu.url}")
+        echo(f"  OpenAI-compatible base: {emu.openai_base}   key: {api_key}")
+        echo(
             f"  try: OPENAI_API_KEY={api_key} vlgate query IMAGE 'Describe it' "
             f"-m openai/qwen2.5-vl-7b --api-base {emu.openai_base}"
         )
-        typer.echo("Ctrl-C to stop.")
+        echo("Ctrl-C to stop.")
 
     with errors_to_exit():
         try:
@@ -89,18 +89,18 @@ def demo(
         )
         return
     w, h = result.image_size
-    typer.echo(f"model     {result.model} (emulated at {result.endpoint}, no key, no network)")
-    typer.echo(f"image     synthetic scene {w}x{h} with {result.true_count} shapes")
-    typer.echo(f"caption   {result.caption}")
-    typer.echo(f"question  {result.question}")
-    typer.echo(f"answer    {result.count_answer}   (truth: {result.true_count})")
-    typer.echo(f"detect    'shapes' -> {len(result.detections)} boxes, in original pixels:")
+    echo(f"model     {result.model} (emulated at {result.endpoint}, no key, no network)")
+    echo(f"image     synthetic scene {w}x{h} with {result.true_count} shapes")
+    echo(f"caption   {result.caption}")
+    echo(f"question  {result.question}")
+    echo(f"answer    {result.count_answer}   (truth: {result.true_count})")
+    echo(f"detect    'shapes' -> {len(result.detections)} boxes, in original pixels:")
     for (label, box), score in zip(result.ground_truth, result.ious, strict=True):
-        typer.echo(f"  {label:<18} truth {box}  best IoU {score:.2f}")
-    typer.echo(f"mean IoU  {result.mean_iou:.3f} over {result.requests} requests")
+        echo(f"  {label:<18} truth {box}  best IoU {score:.2f}")
+    echo(f"mean IoU  {result.mean_iou:.3f} over {result.requests} requests")
     if result.output:
-        typer.echo(f"wrote     {result.output}")
-    typer.echo("next      vlgate query IMAGE 'your question' -m openai/gpt-4o-mini  (needs a key)")
+        echo(f"wrote     {result.output}")
+    echo("next      vlgate query IMAGE 'your question' -m openai/gpt-4o-mini  (needs a key)")
 
 
 def register(app: typer.Typer) -> None:

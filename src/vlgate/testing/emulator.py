@@ -144,6 +144,7 @@ class Emulator:
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._canned: dict[str, list[str]] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -286,9 +287,10 @@ class Emulator:
             return self._records[-1]
 
     def clear(self) -> None:
-        """Forget recorded requests, scripts, random faults and rate limits."""
+        """Forget recorded requests, scripts, canned answers, random faults and rate limits."""
         with self._lock:
             self._records.clear()
+            self._canned.clear()
         self.faults.clear()
 
     def script(self, model: str, outcomes: Iterable[str]) -> None:
@@ -300,6 +302,26 @@ class Emulator:
             emu.script("gpt-4o", ["429", "500", "ok"])
         """
         self.faults.script(model, outcomes)
+
+    def say(self, model: str, texts: Iterable[str]) -> None:
+        """Answer the next requests naming ``model`` (``"*"``: any model) with exactly these
+        texts, in order, instead of what the emulator sees: for testing what a hostile or broken
+        model could send (control characters, lone surrogates, huge numbers).
+
+        Example::
+
+            emu.say("gpt-4o", ["A cat.\\x1b]0;pwned\\x07", "\\ud800"])
+        """
+        with self._lock:
+            self._canned.setdefault(model, []).extend(texts)
+
+    def _next_canned(self, model: str | None) -> str | None:
+        with self._lock:
+            for name in (model or "", "*"):
+                queue = self._canned.get(name)
+                if queue:
+                    return queue.pop(0)
+        return None
 
     def set_faults(
         self, rate: float, kinds: Iterable[str] = ("429", "500", "503"), seed: int = 0
@@ -557,6 +579,9 @@ class Emulator:
                 image_keys=[hashlib.sha1(img.data).hexdigest()[:16] for img, _ in parsed.images],
             )
         )
+        canned = self._next_canned(parsed.model)
+        if canned is not None:
+            text = canned
         prompt_tokens = text_tokens + self._image_tokens(parsed)
         finish = "stop"
         if parsed.max_tokens is not None and estimate_text_tokens(text) > parsed.max_tokens:
