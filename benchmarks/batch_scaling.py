@@ -7,8 +7,14 @@ own: growth = peak RSS during the batch (Linux VmHWM, reset just before it) minu
 before it. ideal = ceil(n / concurrency) x latency. Configurations whose ideal is short repeat
 (``--repeat``); the median and the min-max spread are printed.
 
+``--generator N`` instead streams N distinct frames from a generator (made on the fly, never a
+list) through ``query_batch`` and through ``iter_batch`` at concurrency 128, and prints RSS
+(after ``gc.collect()``) at every tenth of the way: flat apart from the answers ``query_batch``
+must return (``iter_batch`` keeps none).
+
     python benchmarks/batch_scaling.py [--latency 0.1] [--sizes 100 1000 5000]
         [--concurrency 8 32 128] [--repeat 3]
+    python benchmarks/batch_scaling.py --generator 50000 [--latency 0.0]
 """
 
 from __future__ import annotations
@@ -71,6 +77,47 @@ def child(n: int, concurrency: int, base: str) -> None:
     print(json.dumps({"wall": wall, "growth": peak - before, "exact_peak": exact}))
 
 
+def stream_child(n: int, base: str, how: str) -> None:
+    import threading
+
+    import numpy as np
+
+    import vlgate
+
+    model = vlgate.create(
+        "openai/gpt-4o-mini", api_key=KEY, api_base=base + "/v1", max_concurrency=128
+    )
+    model.query(np.zeros((64, 64, 3), np.uint8), "warm up")
+    pulled = 0
+    marks: list[tuple[int, float]] = []
+    lock = threading.Lock()
+
+    def frames() -> object:
+        nonlocal pulled
+        rng = np.random.default_rng(0)
+        for i in range(n):
+            if i % max(1, n // 10) == 0:
+                gc.collect()
+                with lock:
+                    marks.append((i, rss_mb()))
+            pulled += 1
+            yield rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+
+    gc.collect()
+    before = rss_mb()
+    t0 = time.perf_counter()
+    if how == "query_batch":
+        answers = model.query_batch(frames(), "Describe this image.")
+        count = len(answers)
+    else:
+        count = sum(1 for _ in model.iter_batch(frames(), "Describe this image."))
+    wall = time.perf_counter() - t0
+    gc.collect()
+    marks.append((n, rss_mb()))
+    model.stop()
+    print(json.dumps({"before": before, "marks": marks, "wall": wall, "count": count}))
+
+
 def run_one(n: int, concurrency: int, base: str) -> dict[str, float]:
     out = subprocess.run(
         [sys.executable, __file__, "--child", str(n), str(concurrency), base],
@@ -95,10 +142,18 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[100, 1000, 5000])
     parser.add_argument("--concurrency", type=int, nargs="*", default=[8, 32, 128])
     parser.add_argument("--repeat", type=int, default=3, help="runs of configurations <= 10 s")
+    parser.add_argument("--generator", type=int, default=0, help="stream N frames instead")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--stream-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(int(args.child[0]), int(args.child[1]), args.child[2])
+        return
+    if args.stream_child:
+        stream_child(int(args.stream_child[0]), args.stream_child[1], args.stream_child[2])
+        return
+    if args.generator:
+        streamed(args.generator, args.latency)
         return
 
     print(
@@ -121,6 +176,27 @@ def main() -> None:
                 )
                 if not all(r["exact_peak"] for r in runs):
                     print("        (VmHWM could not be reset: growth is end-of-batch RSS)")
+
+
+def streamed(n: int, latency: float) -> None:
+    print(
+        f"{n:,} distinct 64x64 frames from a generator, max_concurrency 128, emulator latency "
+        f"{latency * 1000:.0f} ms; RSS in MB after gc.collect() at each tenth"
+    )
+    with emulator_process(KEY, latency=latency) as base:
+        for how in ("iter_batch", "query_batch"):
+            out = subprocess.run(
+                [sys.executable, __file__, "--stream-child", str(n), base, how],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            marks = " ".join(f"{rss - r['before']:+.1f}" for _, rss in r["marks"])
+            print(
+                f"  {how:12} {r['count']:,} answers in {r['wall']:.1f} s "
+                f"({r['count'] / r['wall']:.0f}/s); RSS growth at 0%..100%: {marks}"
+            )
 
 
 if __name__ == "__main__":
