@@ -73,7 +73,7 @@ async def _run_aiohttp(
     errors = 0
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(base, headers=headers, connector=connector) as client:
-        for _ in range(50):  # wait for the server
+        for _ in range(300):  # wait for the server (slow to import on a busy machine)
             try:
                 async with client.get("/v1/models") as r:
                     await r.read()
@@ -101,7 +101,7 @@ async def _run(base: str, total: int, concurrency: int, bodies: list[bytes]) -> 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     errors = 0
     async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits) as client:
-        for _ in range(50):  # wait for the server
+        for _ in range(300):  # wait for the server (slow to import on a busy machine)
             try:
                 await client.get("/v1/models")
                 break
