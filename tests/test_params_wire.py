@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 import vlgate
 from vlgate.registry import PARAMS
@@ -159,3 +160,75 @@ def test_gemini_media_resolution_thinking_and_safety_through_litellm(emulator: E
     assert gc.get("topK", gc.get("top_k")) == 8
     assert req.body["safetySettings"] == safety
     assert answer.dropped_params == ()
+
+
+# --- native structured output ------------------------------------------------------------------
+
+
+class Count(BaseModel):
+    people: int
+    label: str
+
+
+class Loose(BaseModel):
+    people: int
+    note: str = ""
+
+
+def test_openai_json_schema_is_strict_when_the_schema_allows(emulator: Emulator) -> None:
+    out = make(emulator, "openai/gpt-4o").query_json(png_bytes(), "Count.", Count)
+    assert isinstance(out, Count)
+    [req] = emulator.requests
+    spec = req.body["response_format"]["json_schema"]
+    assert spec["strict"] is True and spec["name"] == "Count"
+    assert spec["schema"]["additionalProperties"] is False
+    assert set(spec["schema"]["required"]) == {"people", "label"}
+
+
+def test_openai_optional_fields_are_sent_without_strict(emulator: Emulator) -> None:
+    make(emulator, "openai/gpt-4o").query_json(png_bytes(), "Count.", Loose)
+    [req] = emulator.requests
+    spec = req.body["response_format"]["json_schema"]
+    assert "strict" not in spec
+    assert spec["schema"]["properties"]["note"]["default"] == ""
+
+
+def test_vllm_gets_the_schema_without_openai_strict(emulator: Emulator) -> None:
+    make(emulator, "vllm/Qwen/Qwen2.5-VL-7B-Instruct").query_json(png_bytes(), "Count.", Count)
+    [req] = emulator.requests
+    assert req.body["response_format"]["type"] == "json_schema"
+    assert "strict" not in req.body["response_format"]["json_schema"]
+
+
+@pytest.mark.litellm
+def test_anthropic_query_json_sends_native_structured_output(emulator: Emulator) -> None:
+    model = make(emulator, "anthropic/claude-sonnet-4-5", base=emulator.url)
+    out = model.query_json(png_bytes(), "Count.", Count)
+    assert isinstance(out, Count)
+    [req] = emulator.requests
+    fmt = req.body.get("output_format") or req.body["output_config"]["format"]
+    assert fmt["type"] == "json_schema"
+    assert set(fmt["schema"]["properties"]) == {"people", "label"}
+
+
+@pytest.mark.litellm
+def test_gemini_query_json_sends_the_response_schema(emulator: Emulator) -> None:
+    model = make(emulator, "gemini/gemini-2.5-flash", base=emulator.url)
+    out = model.query_json(png_bytes(), "Count.", Count)
+    assert isinstance(out, Count)
+    [req] = emulator.requests
+    gc = req.body["generationConfig"]
+    schema = gc.get("responseJsonSchema", gc.get("response_json_schema"))
+    assert set(schema["properties"]) == {"people", "label"}
+    assert gc.get("responseMimeType", gc.get("response_mime_type")) == "application/json"
+
+
+def test_models_catalog_says_what_is_sent() -> None:
+    from vlgate.cli.info import model_catalog
+
+    families = {f["name"]: f for f in model_catalog()["families"]}
+    # Claude and Gemini: the provider's native mode (LiteLLM sends it natively), not "prompted".
+    assert families["claude"]["native_json_schema"] is None
+    assert families["gemini"]["native_json_schema"] is None
+    providers = {p["name"]: p for p in model_catalog()["providers"]}
+    assert providers["litellm"]["native_json_schema"] is True

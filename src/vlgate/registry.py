@@ -189,6 +189,8 @@ class ParamTable:
     unknown: str | None = None
     """Why a parameter in neither table is dropped, for APIs that reject unknown keys; ``None``:
     the server ignores or takes extra keys, so unknown parameters are sent top-level."""
+    strict_json_schema: bool = False
+    """Whether the API takes OpenAI's ``json_schema.strict`` (sent when the schema allows)."""
     variants: dict[str, dict[str, str]] = field(default_factory=dict)
     """``{param: {value: variant}}`` for parameters that change what the model sees: the resize
     rule and token formula named ``"<rule>@<variant>"`` apply instead (``detail="low"``)."""
@@ -250,6 +252,7 @@ PARAMS: dict[str, ParamTable] = {
             params={**_OPENAI_BODY, "detail": Param(IMAGE)},
             rejects=_OPENAI_REJECTS,
             unknown="not an OpenAI chat-completions parameter (400 unrecognized request argument)",
+            strict_json_schema=True,
             variants={"detail": {"low": "low"}},
             source="openai-openapi CreateChatCompletionRequest; image_url.detail auto/low/high",
         ),
@@ -258,6 +261,7 @@ PARAMS: dict[str, ParamTable] = {
             params={**_OPENAI_BODY, "detail": Param(IMAGE)},
             rejects=_OPENAI_REJECTS,
             unknown="not an Azure OpenAI chat-completions parameter",
+            strict_json_schema=True,
             variants={"detail": {"low": "low"}},
             source="Azure OpenAI follows OpenAI's chat-completions schema",
         ),

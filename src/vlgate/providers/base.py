@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from .schema import strict_schema
+
 if TYPE_CHECKING:
     from ..config import ModelConfig
     from ..image import EncodedImage
@@ -162,16 +164,21 @@ def to_openai_messages(request: ChatRequest) -> list[dict[str, Any]]:
     return out
 
 
-def response_format(request: ChatRequest) -> dict[str, Any] | None:
-    """The OpenAI-style ``response_format`` for a request's JSON schema or JSON mode."""
+def response_format(request: ChatRequest, *, strict: bool = False) -> dict[str, Any] | None:
+    """The OpenAI-style ``response_format`` for a request's JSON schema or JSON mode.
+
+    ``strict``: the API takes OpenAI's ``strict: true``; it is sent when the schema allows it
+    (see :func:`vlgate.providers.schema.strict_schema`).
+    """
     if request.json_schema is not None:
-        return {
-            "type": "json_schema",
-            "json_schema": {
-                "name": request.json_schema.get("name", "answer"),
-                "schema": request.json_schema["schema"],
-            },
-        }
+        schema = request.json_schema["schema"]
+        spec: dict[str, Any] = {"name": request.json_schema.get("name", "answer")}
+        strict_form = strict_schema(schema) if strict else None
+        if strict_form is not None:
+            spec.update(schema=strict_form, strict=True)
+        else:
+            spec["schema"] = schema
+        return {"type": "json_schema", "json_schema": spec}
     if request.json_mode:
         return {"type": "json_object"}
     return None

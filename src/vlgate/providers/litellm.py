@@ -129,7 +129,8 @@ class LiteLLMProvider(Provider):
             kwargs["api_key"] = self._api_key
         if self.api_base:
             kwargs["api_base"] = self.api_base
-        fmt = response_format(request)
+        table = param_table(self.route.service.name)
+        fmt = response_format(request, strict=table is not None and table.strict_json_schema)
         if fmt is not None and (request.json_schema is not None or "response_format" not in kwargs):
             kwargs["response_format"] = fmt
         headers = {**self.config.extra_headers, **request.extra_headers}

@@ -55,7 +55,7 @@ class OpenAICompatProvider(Provider):
         dropped = place(
             body, request.params, self._params, image_parts=openai_image_parts(messages)
         )
-        fmt = response_format(request)
+        fmt = response_format(request, strict=self._params.strict_json_schema)
         if fmt is not None and (request.json_schema is not None or "response_format" not in body):
             body["response_format"] = fmt
         return body, dropped
