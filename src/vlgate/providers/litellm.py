@@ -8,6 +8,7 @@ a 6000 s timeout). LiteLLM's retries are off; vlgate's runtime retries.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -17,7 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from ..registry import IMAGE, gateway_route, param_table
-from ._errors import map_openai_error
+from ._errors import (
+    _chain,
+    _is_transport,
+    error_for_status,
+    error_for_transport,
+    malformed_answer,
+    map_openai_error,
+)
 from .base import ChatRequest, Completion, Provider, Usage, response_format, to_openai_messages
 from .params import EXTRA_BODY, openai_image_parts
 
@@ -139,6 +147,28 @@ class LiteLLMProvider(Provider):
         return kwargs, dropped
 
     def _map(self, exc: BaseException, request: ChatRequest) -> errors.VlgateError:
+        # LiteLLM re-wraps what went wrong (a refused connect becomes InternalServerError 500,
+        # a 413 becomes BadRequestError 400, a body that is not JSON a 422 or 500); the original
+        # is on the cause chain, so that decides, as it would on the native routes.
+        chain = _chain(exc)
+        where: dict[str, Any] = {"provider": "litellm", "model": self.route.model}
+        if any(isinstance(link, json.JSONDecodeError) for link in chain):
+            return malformed_answer("the provider's answer is not JSON", **where)
+        if any(_is_transport(link) for link in chain):
+            return error_for_transport(
+                exc, secrets=(self._api_key,), timeout=request.timeout, **where
+            )
+        statuses = [getattr(link, "status_code", None) for link in chain]
+        inner = next((c for c in reversed(statuses) if isinstance(c, int) and c >= 400), None)
+        if inner is not None and statuses[0] != inner:
+            return error_for_status(
+                inner,
+                getattr(exc, "body", None),
+                getattr(getattr(exc, "response", None), "headers", None),
+                message=getattr(exc, "message", None) or str(exc),
+                secrets=(self._api_key,),
+                **where,
+            )
         return map_openai_error(
             exc,
             provider="litellm",
