@@ -1,155 +1,214 @@
-"""Client overhead per request: vlgate vs a raw httpx POST of the same payload, same emulator.
+"""Client CPU per request: vlgate's routes vs a raw aiohttp (and raw httpx) POST of the same body.
 
-The emulator runs in its own process (no shared GIL). Each round sends one request per client,
-interleaved, so drift on this shared machine hits all of them alike; medians are compared.
+Honest by construction:
 
-    python benchmarks/overhead.py [--rounds 300] [--concurrent 400] [--latency 0.0]
+* the emulator runs in its own process, so only the client's CPU is counted
+  (``time.process_time`` of this process, per block of requests);
+* every request carries a fresh frame (a new numpy array, one pixel changed), so nothing encoded
+  is reused: each baseline does the minimum a client must do too (JPEG-encode the frame with
+  simplejpeg, base64, build the protocol's JSON body, serialise, POST, parse the answer);
+* the baseline of each route is a raw aiohttp POST of that route's own wire body (OpenAI,
+  Anthropic Messages, Gemini generateContent); raw httpx is shown for the OpenAI body;
+* blocks of all clients are interleaved round by round, so drift on a shared machine hits all
+  alike; the median over rounds is printed with the min-max spread, at concurrency 1 and 16.
+
+    python benchmarks/overhead.py [--rounds 7] [--block 40] [--size 320x240] [--no-litellm]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import io
+import base64
 import json
+import os
 import statistics
 import sys
-import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import httpx
-import openai
-from PIL import Image as PILImage
+import numpy as np
+import simplejpeg
 
 import vlgate
-from vlgate import planning
-from vlgate.providers.base import to_openai_messages
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _emu import emulator_process
 
 KEY = "bench-key"
 PROMPT = "Describe this image."
+Call = Callable[[np.ndarray], Awaitable[Any]]
 
 
-def png(size: tuple[int, int] = (320, 240)) -> bytes:
-    buf = io.BytesIO()
-    PILImage.new("RGB", size, (40, 120, 200)).save(buf, format="PNG")
-    return buf.getvalue()
+class Frames:
+    """A fresh frame per request: the same scene with one pixel changed."""
+
+    def __init__(self, w: int, h: int) -> None:
+        rng = np.random.default_rng(0)
+        self.base = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+        self.n = 0
+
+    def next(self) -> np.ndarray:
+        self.n += 1
+        frame = self.base.copy()
+        frame[0, 0, 0] = self.n % 256
+        frame[0, 1, 0] = (self.n // 256) % 256
+        return frame
 
 
-async def run(base: str, rounds: int, concurrent: int) -> None:
-    data = png()
-    model = vlgate.create("openai/gpt-4o", api_key=KEY, api_base=base + "/v1", max_concurrency=64)
-    image = vlgate.Image.load(data)
-    engine = model._primary  # the same encoded bytes vlgate sends
-    request = planning.build_request(
-        engine.route, engine.config, [engine.encode(image)], PROMPT, {}
-    )
-    messages = to_openai_messages(request)
-    payload = json.dumps({"model": "gpt-4o", "messages": messages}).encode()
-    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
-    raw = httpx.AsyncClient(base_url=base + "/v1", headers=headers, timeout=60)
-    sdk = openai.AsyncOpenAI(api_key=KEY, base_url=base + "/v1", max_retries=0)
+def b64_jpeg(frame: np.ndarray) -> str:
+    return base64.b64encode(simplejpeg.encode_jpeg(frame, quality=85)).decode("ascii")
 
-    async def raw_post() -> None:
-        r = await raw.post("/chat/completions", content=payload)
-        r.raise_for_status()
-        json.loads(r.content)
 
-    async def sdk_call() -> None:
-        await sdk.chat.completions.create(model="gpt-4o", messages=messages)  # type: ignore[arg-type]
+def openai_body(frame: np.ndarray) -> bytes:
+    url = "data:image/jpeg;base64," + b64_jpeg(frame)
+    content = [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": PROMPT}]
+    return json.dumps(
+        {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": content}]}
+    ).encode()
 
-    aio: openai.AsyncOpenAI | None = None
-    try:
-        import httpx_aiohttp  # noqa: F401  (openai's aiohttp transport, optional)
 
-        aio = openai.AsyncOpenAI(
-            api_key=KEY,
-            base_url=base + "/v1",
-            max_retries=0,
-            http_client=openai.DefaultAioHttpClient(),
-        )
-    except ImportError:
-        pass
+def anthropic_body(frame: np.ndarray) -> bytes:
+    src = {"type": "base64", "media_type": "image/jpeg", "data": b64_jpeg(frame)}
+    content = [{"type": "image", "source": src}, {"type": "text", "text": PROMPT}]
+    return json.dumps(
+        {
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 1024,
+            "messages": [{"role": "user", "content": content}],
+        }
+    ).encode()
 
-    async def sdk_aio() -> None:
-        assert aio is not None
-        await aio.chat.completions.create(model="gpt-4o", messages=messages)  # type: ignore[arg-type]
 
-    async def vl_image() -> None:
-        await model.aquery(image, PROMPT)
+def gemini_body(frame: np.ndarray) -> bytes:
+    parts = [{"inlineData": {"mimeType": "image/jpeg", "data": b64_jpeg(frame)}}, {"text": PROMPT}]
+    return json.dumps({"contents": [{"role": "user", "parts": parts}]}).encode()
 
-    async def vl_bytes() -> None:
-        await model.aquery(data, PROMPT)
 
-    clients = {
-        "raw httpx POST": raw_post,
-        "openai SDK (same messages)": sdk_call,
-        **({"openai SDK, aiohttp transport": sdk_aio} if aio is not None else {}),
-        "vlgate aquery(Image)": vl_image,
-        "vlgate aquery(png bytes)": vl_bytes,
-    }
-    for fn in clients.values():  # warm up connections and lazy imports
-        for _ in range(5):
-            await fn()
+async def measure(
+    clients: dict[str, Call], frames: Frames, rounds: int, block: int, concurrency: int
+) -> dict[str, list[float]]:
+    """CPU ms per request of each client, one sample per round (blocks interleaved)."""
     samples: dict[str, list[float]] = {name: [] for name in clients}
+
+    async def run_block(call: Call) -> None:
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one() -> None:
+            async with sem:
+                await call(frames.next())
+
+        await asyncio.gather(*(one() for _ in range(block)))
+
+    for call in clients.values():  # warm up: connections, lazy imports, caches
+        await run_block(call)
     for _ in range(rounds):
-        for name, fn in clients.items():
-            t = time.perf_counter()
-            await fn()
-            samples[name].append(time.perf_counter() - t)
-    base_ms = statistics.median(samples["raw httpx POST"]) * 1000
-    print(f"sequential, {rounds} rounds, median latency per request (emulator in its own process)")
+        for name, call in clients.items():
+            t = time.process_time()
+            await run_block(call)
+            samples[name].append((time.process_time() - t) * 1000 / block)
+    return samples
+
+
+def report(samples: dict[str, list[float]], baselines: dict[str, str], concurrency: int) -> None:
+    print(f"\nconcurrency {concurrency}: client CPU ms per request, median [min-max] over rounds")
+    print(f"  {'client':40s} {'CPU ms':>8s} {'spread':>15s}  ratio to raw aiohttp (same body)")
     for name, s in samples.items():
-        ms = statistics.median(s) * 1000
-        print(f"  {name:30s} {ms:7.3f} ms   {ms / base_ms:5.2f}x raw   (+{ms - base_ms:.3f} ms)")
+        med = statistics.median(s)
+        base = baselines.get(name)
+        ratio = ""
+        if base is not None and base != name:
+            b = statistics.median(samples[base])
+            ratio = f"{med / b:5.2f}x  ({base})"
+        print(f"  {name:40s} {med:8.3f} [{min(s):6.3f}-{max(s):6.3f}]  {ratio}")
 
-    sem = asyncio.Semaphore(64)
 
-    async def limited() -> None:
-        async with sem:
-            await raw_post()
+async def run(base: str, args: argparse.Namespace) -> None:
+    w, h = (int(v) for v in args.size.split("x"))
+    frames = Frames(w, h)
+    oa_url = base + "/v1/chat/completions"
+    an_url = base + "/v1/messages"
+    ge_url = base + "/v1beta/models/gemini-2.5-flash:generateContent"
+    oa_h = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    an_h = {"x-api-key": KEY, "anthropic-version": "2023-06-01", "Content-Type": "application/json"}
+    ge_h = {"x-goog-api-key": KEY, "Content-Type": "application/json"}
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    hx = httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=64))
 
-    t = time.perf_counter()
-    await asyncio.gather(*(limited() for _ in range(concurrent)))
-    t_raw = time.perf_counter() - t
-    t = time.perf_counter()
-    await model.aquery_batch([image] * concurrent, PROMPT)
-    t_vl = time.perf_counter() - t
-    print(f"concurrent, {concurrent} requests, 64 at a time")
-    print(f"  raw httpx        {concurrent / t_raw:7.1f} req/s")
-    print(f"  vlgate batch     {concurrent / t_vl:7.1f} req/s   {t_vl / t_raw:5.2f}x raw time")
-    await raw.aclose()
-    await sdk.close()
-    if aio is not None:
-        await aio.close()
-    await model.astop()
+    def raw_aiohttp(url: str, headers: dict[str, str], body: Callable[[np.ndarray], bytes]) -> Call:
+        async def call(frame: np.ndarray) -> Any:
+            async with session.post(url, data=body(frame), headers=headers) as r:
+                r.raise_for_status()
+                return json.loads(await r.read())
 
-    with tempfile.TemporaryDirectory() as tmp:
-        cached = vlgate.create("openai/gpt-4o", api_key=KEY, api_base=base + "/v1", cache=tmp)
-        await cached.aquery(image, PROMPT)
-        hits = []
-        for _ in range(rounds):
-            t = time.perf_counter()
-            answer = await cached.aquery(image, PROMPT)
-            hits.append(time.perf_counter() - t)
-            assert answer.cached
-        print(
-            f"cache hit, aquery(Image) end to end: median {statistics.median(hits) * 1000:.3f} ms, "
-            f"p99 {sorted(hits)[int(len(hits) * 0.99) - 1] * 1000:.3f} ms"
-        )
+        return call
+
+    async def raw_httpx(frame: np.ndarray) -> Any:
+        r = await hx.post(oa_url, content=openai_body(frame), headers=oa_h)
+        r.raise_for_status()
+        return json.loads(r.content)
+
+    def vl(model: str, api_base: str) -> tuple[vlgate.VlModel, Call]:
+        m = vlgate.create(model, api_key=KEY, api_base=api_base, max_concurrency=64)
+
+        async def call(frame: np.ndarray) -> Any:
+            return await m.aquery(frame, PROMPT)
+
+        return m, call
+
+    models: list[vlgate.VlModel] = []
+    clients: dict[str, Call] = {
+        "raw aiohttp POST (OpenAI body)": raw_aiohttp(oa_url, oa_h, openai_body),
+        "raw httpx POST (OpenAI body)": raw_httpx,
+        "raw aiohttp POST (Anthropic body)": raw_aiohttp(an_url, an_h, anthropic_body),
+        "raw aiohttp POST (Gemini body)": raw_aiohttp(ge_url, ge_h, gemini_body),
+    }
+    baselines: dict[str, str] = {}
+    routes = [
+        ("openai/gpt-4o-mini", base + "/v1", "OpenAI"),
+        ("anthropic/claude-sonnet-4-5", base, "Anthropic"),
+        ("gemini/gemini-2.5-flash", base, "Gemini"),
+    ]
+    if not args.no_litellm:
+        routes += [
+            ("litellm/openai/gpt-4o-mini", base + "/v1", "OpenAI"),
+            ("litellm/anthropic/claude-sonnet-4-5", base, "Anthropic"),
+            ("litellm/gemini/gemini-2.5-flash", base, "Gemini"),
+        ]
+    for model, api_base, wire in routes:
+        m, call = vl(model, api_base)
+        models.append(m)
+        name = f"vlgate {model.rsplit('/', 1)[0]}/"
+        clients[name] = call
+        baselines[name] = f"raw aiohttp POST ({wire} body)"
+    baselines["raw httpx POST (OpenAI body)"] = "raw aiohttp POST (OpenAI body)"
+    print(
+        f"{w}x{h} fresh frames, {args.rounds} rounds x {args.block} requests per client, "
+        "emulator in its own process"
+    )
+    for concurrency in (1, 16):
+        samples = await measure(clients, frames, args.rounds, args.block, concurrency)
+        report(samples, baselines, concurrency)
+    for m in models:
+        await m.astop()
+    await session.close()
+    await hx.aclose()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=300)
-    parser.add_argument("--concurrent", type=int, default=400)
-    parser.add_argument("--latency", type=float, default=0.0, help="emulator latency, seconds")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--block", type=int, default=40, help="requests per client per round")
+    parser.add_argument("--size", default="320x240", help="frame size WxH")
+    parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM rows")
     args = parser.parse_args()
-    with emulator_process(KEY, latency=args.latency) as base:
-        asyncio.run(run(base, args.rounds, args.concurrent))
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    with emulator_process(KEY) as base:
+        asyncio.run(run(base, args))
 
 
 if __name__ == "__main__":

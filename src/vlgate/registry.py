@@ -531,7 +531,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
             base_url_env=("OPENAI_BASE_URL",),
             default_model="gpt-4o-mini",
             native_json_schema=True,
-            description="OpenAI chat completions (openai SDK)",
+            description="OpenAI chat completions (HTTP, no SDK)",
         ),
         ProviderSpec(
             name="qwen",

@@ -1,6 +1,7 @@
 """Providers: one module each, registered by a row in ``vlgate.registry.PROVIDERS``.
 
-Modules are imported on first use, so ``import vlgate`` never loads the openai SDK or LiteLLM.
+Modules are imported on first use, so ``import vlgate`` loads no HTTP client and never LiteLLM;
+no route but ``litellm/`` loads a provider SDK at all.
 """
 
 from __future__ import annotations
