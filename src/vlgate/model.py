@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
-import time
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -26,83 +24,35 @@ from typing import Any, Literal, TypeVar, overload
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from . import planning
-from .config import ModelConfig, resolve_api_base, resolve_api_key
-from .errors import ConfigError, ResponseError, TimeoutError, VlgateError
+from ._attempts import Answer, AttemptLoop, Engine, Stream, fallback_config
+from .config import ModelConfig
+from .errors import ConfigError, ResponseError, VlgateError
 from .grounding import (
     Detections,
     Points,
     detection_prompt,
-    get_convention,
     parse_detections,
     parse_points,
     point_prompt,
 )
-from .image import EncodedImage, Image, ImageInput
+from .image import Image, ImageInput
 from .jsonparse import extract_json
-from .providers import Completion, Message, Provider, Usage, provider_class
-from .providers.base import QUERY, Task
-from .registry import Route, resolve
+from .providers import Message, Usage
+from .providers.base import Task
+from .registry import Route
 from .runtime import pipeline
-from .runtime.cache import open_cache, request_key
-from .runtime.concurrency import ConcurrencyLimit, Gate, is_overload
+from .runtime.cache import open_cache
+from .runtime.concurrency import ConcurrencyLimit
+from .runtime.hooks import Hook
 from .runtime.limiter import RateLimiter
-from .runtime.loop import PerLoop, close_at_exit, iterate_sync, run_sync
-from .runtime.retry import with_retries
+from .runtime.loop import close_at_exit, iterate_sync, run_sync
 from .runtime.watch import FrameWatch, SyncFrameWatch
-from .tokens import cost_of, request_tokens
 
 __all__ = ["Answer", "VlModel", "create"]
 
 log = logging.getLogger("vlgate")
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
-
-
-class Answer(str):
-    """The text of an answer — a ``str`` — carrying how it was obtained.
-
-    Attributes:
-        usage: tokens (and cost, when priced) of this answer.
-        model: the model that answered, as the provider reported it.
-        attempts: how many attempts it took (1 = no retry; 0 = served from the cache).
-        latency: seconds from the first attempt to the answer.
-        dropped_params: caller parameters the provider is known to reject (not sent).
-        dropped_reasons: why each of ``dropped_params`` was dropped.
-        cached: whether it came from the response cache (then ``usage`` is zero).
-    """
-
-    usage: Usage
-    model: str | None
-    attempts: int
-    latency: float
-    finish_reason: str | None
-    dropped_params: tuple[str, ...]
-    dropped_reasons: dict[str, str]
-    cached: bool
-
-    def __new__(
-        cls,
-        text: str,
-        *,
-        usage: Usage | None = None,
-        model: str | None = None,
-        attempts: int = 1,
-        latency: float = 0.0,
-        finish_reason: str | None = None,
-        dropped_params: tuple[str, ...] = (),
-        cached: bool = False,
-        dropped_reasons: dict[str, str] | None = None,
-    ) -> Answer:
-        obj = super().__new__(cls, text)
-        obj.usage = usage or Usage()
-        obj.model = model
-        obj.attempts = attempts
-        obj.latency = latency
-        obj.finish_reason = finish_reason
-        obj.dropped_params = dropped_params
-        obj.dropped_reasons = dict(dropped_reasons or {})
-        obj.cached = cached
-        return obj
 
 
 _JSON_INSTRUCTION = "Reply with JSON only, no prose and no code fences."
@@ -123,8 +73,8 @@ class VlModel:
     def __init__(self, config: ModelConfig) -> None:
         self._config = config
         # Raises ConfigError (naming the env var) before any request is possible.
-        self._engines = [_Engine(config)] + [
-            _Engine(_fallback_config(config, fb)) for fb in config.fallbacks
+        self._engines = [Engine(config)] + [
+            Engine(fallback_config(config, fb)) for fb in config.fallbacks
         ]
         self._primary = self._engines[0]
         for engine in self._engines:
@@ -134,12 +84,9 @@ class VlModel:
             adaptive=config.adaptive_concurrency,
             initial=config.initial_concurrency,
         )
-        self._gates = PerLoop(lambda: Gate(self._concurrency))
-        self._usage = Usage()
-        self._usage_lock = threading.Lock()
-        self._cache = open_cache(
-            config.cache, ttl=config.cache_ttl, max_bytes=config.cache_max_bytes
-        )
+        cache = open_cache(config.cache, ttl=config.cache_ttl, max_bytes=config.cache_max_bytes)
+        # Every call shape goes through this one loop (retry, fallback, limiter, cache, usage).
+        self._loop = AttemptLoop(config, self._engines, cache, self._concurrency)
 
     # --- introspection ------------------------------------------------------------------------
 
@@ -156,8 +103,18 @@ class VlModel:
     @property
     def usage(self) -> Usage:
         """Tokens and cost of every answer so far."""
-        with self._usage_lock:
-            return Usage(**vars(self._usage))
+        return self._loop.usage
+
+    def add_hook(self, hook: Hook) -> None:
+        """Call ``hook`` with an event record at every request, retry, error and response.
+
+        The events (:mod:`vlgate.runtime.hooks`) carry names, counts and timings, never image
+        bytes, prompts or keys. A hook that raises is logged and ignored.
+
+        Example:
+            >>> model.add_hook(lambda event: print(type(event).__name__))  # doctest: +SKIP
+        """
+        self._loop.hooks.add(hook)
 
     def __repr__(self) -> str:
         route = self._primary.route
@@ -251,9 +208,6 @@ class VlModel:
         ``adaptive_concurrency`` is on."""
         return self._concurrency.limit
 
-    def _semaphore(self) -> Gate:
-        return self._gates.get()
-
     async def _load(self, image: ImageInput) -> Image:
         if isinstance(image, Image):
             return image
@@ -262,150 +216,19 @@ class VlModel:
         # Decoding is CPU work: the worker pool, never the event loop.
         return await pipeline.offload(Image.load, image)
 
-    async def _run(self, op: Callable[[_Engine], Awaitable[T]]) -> T:
-        """Run ``op`` on the primary engine, falling back down the chain on transient failure.
+    def _run(self, op: Callable[[Engine], Awaitable[T]], name: str) -> Awaitable[T]:
+        return self._loop.run(op, name)
 
-        An engine that failed ``cooldown_after`` times in a row is skipped for
-        ``cooldown_seconds`` (unless every engine is cooling down). ``total_timeout`` bounds the
-        whole call, retries and fallbacks included.
-        """
-
-        async def chain() -> T:
-            now = time.monotonic()
-            ready = [e for e in self._engines if e.cooldown_until <= now] or self._engines
-            last: BaseException | None = None
-            for engine in ready:
-                try:
-                    result = await op(engine)
-                except VlgateError as exc:
-                    # A client-side rate limit is no fault of the engine: fall back, no cooldown.
-                    if not (exc.retryable or exc.client_side):
-                        raise
-                    if not exc.client_side:
-                        engine.failed(self._config)
-                    last = exc
-                    if engine is not ready[-1]:
-                        log.debug("%s failed (%s); falling back", engine.route.requested, exc)
-                    continue
-                engine.succeeded()
-                return result
-            assert last is not None
-            raise last
-
-        total = self._config.total_timeout
-        if total is None:
-            return await chain()
-        try:
-            return await asyncio.wait_for(chain(), total)
-        except asyncio.TimeoutError:
-            raise TimeoutError(
-                f"no answer within total_timeout={total}s", model=self._config.model
-            ) from None
-
-    async def _send(
-        self,
-        engine: _Engine,
-        images: Sequence[EncodedImage],
-        prompt: str,
-        params: dict[str, Any],
-        task: Task = QUERY,
-        **request_options: Any,
+    async def _ask(
+        self, image: Image, prompt: str, params: dict[str, Any], name: str = "query"
     ) -> Answer:
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise ConfigError("prompt must be a non-empty string")
-        params = dict(params)
-        timeout = params.pop("timeout", None)
-        request = planning.build_request(
-            engine.route,
-            engine.config,
-            images,
-            prompt,
-            params,
-            timeout=timeout,
-            **request_options,
-        )
-        started = time.perf_counter()
-        key = None
-        if self._cache is not None:
-            key = request_key(
-                request,
-                engine.route,
-                engine.provider.api_base,
-                task,
-                extra_headers=engine.config.extra_headers,
-                local_options=engine.config.local_options,
-            )
-            hit = self._cache.get(key)
-            if hit is not None:
-                return Answer(
-                    hit.text,
-                    usage=hit.usage,
-                    model=hit.model,
-                    attempts=0,
-                    latency=time.perf_counter() - started,
-                    finish_reason=hit.finish_reason,
-                    dropped_params=hit.dropped_params,
-                    cached=True,
-                )
-        estimate, image_tokens = request_tokens(engine.route, request, engine.config)
+        """One image, one prompt, through the attempt loop."""
 
-        gate = self._semaphore()
+        async def op(engine: Engine) -> Answer:
+            encoded = [await engine.aencode(image, params)]
+            return await self._loop.send(engine, encoded, prompt, params)
 
-        async def attempt() -> Completion:
-            # The rate limit is taken per attempt: a retry is a request the provider counts.
-            slot = await engine.limiter.acquire(estimate, timeout=request.timeout)
-            sent = time.perf_counter()
-            try:
-                done = await task.send(engine.provider, request)
-            except BaseException as exc:
-                slot.settle(None)
-                if is_overload(exc):
-                    gate.record(time.perf_counter() - sent, overloaded=True)
-                raise
-            slot.settle(done.usage.total_tokens or estimate)
-            gate.record(time.perf_counter() - sent, overloaded=False)
-            return done
-
-        async with gate.slot():
-            completion, attempts = await with_retries(
-                attempt,
-                max_retries=self._config.max_retries,
-                backoff_base=self._config.backoff_base,
-                backoff_max=self._config.backoff_max,
-            )
-        usage = completion.usage
-        if usage.image_tokens is None:
-            usage.image_tokens = image_tokens
-        if usage.image_tokens is not None and usage.input_tokens:
-            # An estimate (or a server's odd count) never exceeds the input the server billed.
-            usage.image_tokens = min(usage.image_tokens, usage.input_tokens)
-        if usage.cost is None:
-            usage.cost = cost_of(engine.route, usage)
-        if key is not None and self._cache is not None:
-            self._cache.put(key, completion)
-        return self._answer(completion, attempts, time.perf_counter() - started)
-
-    def _answer(self, completion: Completion, attempts: int, latency: float) -> Answer:
-        with self._usage_lock:
-            self._usage = self._usage + completion.usage
-        return Answer(
-            completion.text,
-            usage=completion.usage,
-            model=completion.model,
-            attempts=attempts,
-            latency=latency,
-            finish_reason=completion.finish_reason,
-            dropped_params=completion.dropped_params,
-            dropped_reasons=completion.dropped_reasons,
-        )
-
-    async def _ask(self, image: Image, prompt: str, params: dict[str, Any]) -> Answer:
-        """One image, one prompt, through the fallback chain."""
-
-        async def op(engine: _Engine) -> Answer:
-            return await self._send(engine, [await engine.aencode(image, params)], prompt, params)
-
-        return await self._run(op)
+        return await self._run(op, name)
 
     # --- free-form questions ------------------------------------------------------------------
 
@@ -431,10 +254,11 @@ class VlModel:
         img = await self._load(image)
         prompt = self._config.caption_prompt
 
-        async def op(e: _Engine) -> Answer:
-            return await self._send(e, [await e.aencode(img, kwargs)], prompt, kwargs, _CAPTION)
+        async def op(e: Engine) -> Answer:
+            encoded = [await e.aencode(img, kwargs)]
+            return await self._loop.send(e, encoded, prompt, kwargs, _CAPTION)
 
-        return await self._run(op)
+        return await self._run(op, "caption")
 
     async def aquery_multi(
         self, image: ImageInput, prompts: Sequence[str], **kwargs: Any
@@ -443,7 +267,7 @@ class VlModel:
         prompts = _check_prompts(prompts)
         img = await self._load(image)
         await self._primary.aencode(img, kwargs)  # once: the answers below share its cache
-        return list(await asyncio.gather(*(self._ask(img, p, kwargs) for p in prompts)))
+        return list(await asyncio.gather(*(self._ask(img, p, kwargs, "multi") for p in prompts)))
 
     async def aquery_batch(
         self,
@@ -523,7 +347,7 @@ class VlModel:
             raise ConfigError("prompt must be a non-empty string")
 
         async def one(item: ImageInput) -> Answer:
-            return await self._ask(await self._load(item), prompt, kwargs)
+            return await self._ask(await self._load(item), prompt, kwargs, "batch")
 
         return one
 
@@ -557,57 +381,32 @@ class VlModel:
             )
         loaded = list(await asyncio.gather(*(self._load(i) for i in images)))
 
-        async def op(engine: _Engine) -> Answer:
+        async def op(engine: Engine) -> Answer:
             encoded = [await engine.aencode(i, kwargs, n_images=len(loaded)) for i in loaded]
-            return await self._send(engine, encoded, prompt, kwargs)
+            return await self._loop.send(engine, encoded, prompt, kwargs)
 
-        return await self._run(op)
+        return await self._run(op, "images")
 
     async def astream(self, image: ImageInput, prompt: str, **kwargs: Any) -> AsyncIterator[str]:
         """Yield the answer as text deltas as they arrive.
 
-        Opening the stream is retried like any request (429, 5xx, timeouts) until the first
-        delta arrives; once text has flowed a failure raises (a retry would repeat the text).
+        Opening the stream goes through the same attempt loop as every call: it is retried
+        (429, 5xx, timeouts) and falls back to the next model until the first delta arrives;
+        once text has flowed a failure raises (a retry would repeat the text). Streams bypass
+        the response cache; ``usage`` counts the request, the image-token estimate and the
+        token counts the provider reports at the end of the stream (OpenAI-compatible servers).
         """
         img = await self._load(image)
-        engine = self._primary
-        timeout = kwargs.pop("timeout", None)
-        request = planning.build_request(
-            engine.route,
-            engine.config,
-            [await engine.aencode(img, kwargs)],
-            prompt,
-            kwargs,
-            timeout=timeout,
-        )
-        estimate, _ = request_tokens(engine.route, request, engine.config)
 
-        async def open_stream() -> tuple[AsyncIterator[str], str | None]:
-            slot = await engine.limiter.acquire(estimate, timeout=request.timeout)
-            slot.settle(estimate)
-            deltas = engine.provider.stream(request).__aiter__()
-            try:
-                return deltas, await deltas.__anext__()
-            except StopAsyncIteration:
-                return deltas, None
-            except BaseException:
-                await _aclose(deltas)
-                raise
+        async def op(engine: Engine) -> Stream:
+            encoded = [await engine.aencode(img, kwargs)]
+            return await self._loop.open_stream(engine, encoded, prompt, kwargs)
 
-        async with self._semaphore().slot():
-            (deltas, first), _ = await with_retries(
-                open_stream,
-                max_retries=self._config.max_retries,
-                backoff_base=self._config.backoff_base,
-                backoff_max=self._config.backoff_max,
-            )
-            try:
-                if first is not None:
-                    yield first
-                    async for delta in deltas:
-                        yield delta
-            finally:
-                await _aclose(deltas)
+        # The slot is held while the caller reads; fallbacks happen only before the first text.
+        async with self._loop.slot():
+            opened = await self._run(op, "stream")
+            async for delta in opened:
+                yield delta
 
     # --- live frame streams -------------------------------------------------------------------
 
@@ -693,7 +492,7 @@ class VlModel:
             full_prompt += "\nThe JSON must match this JSON schema:\n" + json.dumps(schema_dict)
         img = await self._load(image)
 
-        async def op(engine: _Engine) -> Any:
+        async def op(engine: Engine) -> Any:
             options: dict[str, Any] = {}
             if engine.native_json and schema_dict is not None:
                 name = model_cls.__name__ if model_cls else str(schema_dict.get("title", "answer"))
@@ -701,7 +500,7 @@ class VlModel:
             elif engine.native_json:
                 options["json_mode"] = True
             encoded = [await engine.aencode(img, kwargs)]
-            answer = await self._send(engine, encoded, full_prompt, kwargs, **options)
+            answer = await self._loop.send(engine, encoded, full_prompt, kwargs, **options)
             try:
                 return _validate_json(answer, model_cls, schema_dict)
             except ResponseError as first:
@@ -711,12 +510,12 @@ class VlModel:
                     "corrected JSON."
                 )
                 history = (Message("assistant", (str(answer),)), Message("user", (repair,)))
-                fixed = await self._send(
+                fixed = await self._loop.send(
                     engine, encoded, full_prompt, kwargs, history=history, **options
                 )
                 return _validate_json(fixed, model_cls, schema_dict)
 
-        return await self._run(op)
+        return await self._run(op, "json")
 
     # --- grounding ----------------------------------------------------------------------------
 
@@ -750,11 +549,12 @@ class VlModel:
         """Ask in the family's native format, parse back to pixels of the original image."""
         img = await self._load(image)
 
-        async def op(engine: _Engine) -> _Grounded:
+        async def op(engine: Engine) -> _Grounded:
             encoded = await engine.aencode(img, kwargs)
             seen = planning.model_input_size(encoded, engine.route, engine.config)
             prompt = task.prompt(engine.convention, target, seen)
-            answer = await self._send(engine, [encoded], prompt, kwargs, Task(task.name, target))
+            native = Task(task.name, target)
+            answer = await self._loop.send(engine, [encoded], prompt, kwargs, native)
             found = task.parse(
                 answer, engine.convention, img.size, model_input_size=seen, default_label=target
             )
@@ -762,7 +562,7 @@ class VlModel:
                 log.debug("no %s results parsed from answer: %.200s", task.name, answer)
             return _Grounded(found, img.size, answer)
 
-        return await self._run(op)
+        return await self._run(op, task.name)
 
     # --- sync facade --------------------------------------------------------------------------
 
@@ -863,71 +663,6 @@ class VlModel:
                 **kwargs,
             )
         )
-
-
-class _Engine:
-    """One route the model can answer through: the primary model or one of its fallbacks."""
-
-    def __init__(self, config: ModelConfig) -> None:
-        self.config = config
-        self.route = resolve(config.model, family=config.family)
-        api_key = resolve_api_key(config, self.route)
-        api_base = resolve_api_base(config, self.route)
-        self.provider: Provider = provider_class(self.route.provider)(
-            self.route, config, api_key, api_base
-        )
-        self.convention = get_convention(self.route.family.grounding)
-        fam = self.route.family.native_json_schema
-        self.native_json = self.route.provider.native_json_schema if fam is None else fam
-        self.failures = 0
-        self.cooldown_until = 0.0
-        self.limiter = RateLimiter(config.rpm, config.tpm)
-
-    def encode(
-        self, image: Image, params: dict[str, Any] | None = None, n_images: int = 1
-    ) -> EncodedImage:
-        return planning.encode_for(image, self.route, self.config, n_images=n_images, params=params)
-
-    async def aencode(
-        self, image: Image, params: dict[str, Any] | None = None, n_images: int = 1
-    ) -> EncodedImage:
-        """:meth:`encode` in the worker pool: resize and JPEG never stall the event loop."""
-        return await pipeline.offload(self.encode, image, params, n_images)
-
-    def failed(self, config: ModelConfig) -> None:
-        self.failures += 1
-        if self.failures >= config.cooldown_after:
-            self.cooldown_until = time.monotonic() + config.cooldown_seconds
-            log.debug("%s cooling down for %.0fs", self.route.requested, config.cooldown_seconds)
-
-    def succeeded(self) -> None:
-        self.failures = 0
-        self.cooldown_until = 0.0
-
-
-async def _aclose(iterator: AsyncIterator[Any]) -> None:
-    aclose = getattr(iterator, "aclose", None)
-    if aclose is not None:
-        await aclose()
-
-
-def _fallback_config(config: ModelConfig, fallback: str | dict[str, Any]) -> ModelConfig:
-    """A fallback's config: the primary's options with its own model, key and endpoint."""
-    spec = {"model": fallback} if isinstance(fallback, str) else dict(fallback)
-    if "model" not in spec:
-        raise ConfigError("each fallback needs a model string")
-    return config.model_copy(
-        update={
-            "model": spec["model"],
-            "api_key": SecretStr(spec["api_key"]) if spec.get("api_key") else None,
-            "api_base": spec.get("api_base"),
-            "family": spec.get("family"),
-            # Rate limits belong to one route (account, provider): a fallback has its own.
-            "rpm": spec.get("rpm"),
-            "tpm": spec.get("tpm"),
-            "fallbacks": [],
-        }
-    )
 
 
 @dataclass(frozen=True)

@@ -210,10 +210,19 @@ class Provider(ABC):
     async def complete(self, request: ChatRequest) -> Completion:
         """Send one request and return the answer; raise vlgate errors only."""
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
-        """Yield text deltas. The default sends one request and yields the whole answer."""
+    async def stream(self, request: ChatRequest) -> AsyncIterator[str | Usage]:
+        """Yield text deltas. A provider that learns the token counts (OpenAI's last chunk with
+        ``include_usage``) may also yield one :class:`Usage` (``requests=0``); the attempt loop
+        takes it off the stream and accounts it. The default sends one request and yields the
+        whole answer and its usage."""
         completion = await self.complete(request)
         yield completion.text
+        yield Usage(
+            completion.usage.input_tokens,
+            completion.usage.output_tokens,
+            completion.usage.image_tokens,
+            completion.usage.cost,
+        )
 
     # --- optional capabilities: no-op or generic defaults, overridden where a provider has more
 

@@ -84,23 +84,16 @@ class OpenAICompatProvider(Provider):
                     **self._where(),
                 )
             raise errors.ResponseError("the model returned an empty answer", retryable=True)
-        usage = Usage(requests=1)
-        raw_usage = data.get("usage") or {}
-        usage.input_tokens = int(raw_usage.get("prompt_tokens") or 0)
-        usage.output_tokens = int(raw_usage.get("completion_tokens") or 0)
-        details = raw_usage.get("prompt_tokens_details")
-        if isinstance(details, dict) and isinstance(details.get("image_tokens"), int):
-            usage.image_tokens = details["image_tokens"]  # the server's own count, when given
         return Completion(
             text=text,
-            usage=usage,
+            usage=_usage(data.get("usage"), requests=1),
             model=data.get("model"),
             finish_reason=finish,
             dropped_params=tuple(sorted(dropped)),
             dropped_reasons=dropped,
         )
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
+    async def stream(self, request: ChatRequest) -> AsyncIterator[str | Usage]:
         body, _ = self._body(request)
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
@@ -128,8 +121,22 @@ class OpenAICompatProvider(Provider):
                 content = (choices[0].get("delta") or {}).get("content")
                 if content:
                     yield content
+            if isinstance(chunk.get("usage"), dict):  # the last chunk, with include_usage
+                yield _usage(chunk["usage"])
         if not done:
             raise self._http.cut_short()
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def _usage(raw: Any, requests: int = 0) -> Usage:
+    """Token counts from an OpenAI ``usage`` object (absent counts are 0)."""
+    raw = raw if isinstance(raw, dict) else {}
+    usage = Usage(requests=requests)
+    usage.input_tokens = int(raw.get("prompt_tokens") or 0)
+    usage.output_tokens = int(raw.get("completion_tokens") or 0)
+    details = raw.get("prompt_tokens_details")
+    if isinstance(details, dict) and isinstance(details.get("image_tokens"), int):
+        usage.image_tokens = details["image_tokens"]  # the server's own count, when given
+    return usage

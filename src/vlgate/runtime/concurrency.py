@@ -42,7 +42,7 @@ _DEFAULT_START = 8
 def is_overload(exc: BaseException) -> bool:
     """Whether ``exc`` says the provider wants less traffic (429, 503, 529)."""
     if isinstance(exc, RateLimitError):
-        return not getattr(exc, "client_side", False)
+        return not exc.client_side
     return isinstance(exc, ProviderError) and exc.status in _OVERLOAD_STATUS
 
 

@@ -10,16 +10,23 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from ..errors import ProviderError, RateLimitError, VlgateError
 
-__all__ = ["is_retryable", "with_retries"]
+__all__ = ["RetryPolicy", "is_retryable", "with_retries"]
+
+if TYPE_CHECKING:
+    from ..config import ModelConfig
 
 log = logging.getLogger("vlgate")
 T = TypeVar("T")
+
+OnRetry = Callable[[BaseException, int, float], None]
+"""Called before each wait with (the error, the failed attempt's number, the delay in s)."""
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -42,6 +49,7 @@ async def with_retries(
     backoff_base: float = 0.5,
     backoff_max: float = 30.0,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    on_retry: OnRetry | None = None,
 ) -> tuple[T, int]:
     """Run ``call`` until it succeeds or fails permanently; return (result, attempts).
 
@@ -67,17 +75,18 @@ async def with_retries(
         exc = state.outcome.exception() if state.outcome else None
         return backoff_delay(exc, state.attempt_number + 1, backoff_base, backoff_max)
 
+    def announce(exc: BaseException, attempt: int, delay: float) -> None:
+        log.debug("attempt %d failed (%s); retrying in %.2fs", attempt, type(exc).__name__, delay)
+        if on_retry is not None:
+            on_retry(exc, attempt, delay)
+
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
-        log.debug(
-            "attempt %d failed (%s); retrying in %.2fs",
-            state.attempt_number + 1,
-            type(exc).__name__,
-            state.upcoming_sleep,
-        )
+        if exc is not None:
+            announce(exc, state.attempt_number + 1, state.upcoming_sleep)
 
     delay = backoff_delay(first, 1, backoff_base, backoff_max)
-    log.debug("attempt 1 failed (%s); retrying in %.2fs", type(first).__name__, delay)
+    announce(first, 1, delay)
     await sleep(delay)
     retrying = AsyncRetrying(
         stop=stop_after_attempt(max_retries),
@@ -98,3 +107,37 @@ async def with_retries(
         if isinstance(exc, ProviderError):
             exc.attempts = attempt
         raise
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How many times and how patiently to retry: the one policy, built from a model's config.
+
+    Example:
+        >>> policy = RetryPolicy(max_retries=3, backoff_base=0.0)
+        >>> async def ok() -> str:
+        ...     return "hi"
+        >>> asyncio.run(policy.run(ok))
+        ('hi', 1)
+    """
+
+    max_retries: int = 3
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> RetryPolicy:
+        """The policy of ``config`` (``max_retries``, ``backoff_base``, ``backoff_max``)."""
+        return cls(config.max_retries, config.backoff_base, config.backoff_max)
+
+    async def run(
+        self, call: Callable[[], Awaitable[T]], *, on_retry: OnRetry | None = None
+    ) -> tuple[T, int]:
+        """:func:`with_retries` under this policy; returns (result, attempts)."""
+        return await with_retries(
+            call,
+            max_retries=self.max_retries,
+            backoff_base=self.backoff_base,
+            backoff_max=self.backoff_max,
+            on_retry=on_retry,
+        )
