@@ -109,7 +109,9 @@ class HttpClient:
                 raw = await resp.read()
                 return resp.status, resp.headers, raw
         except _TRANSPORT_ERRORS as exc:
-            raise self._transport(exc, timeout) from None
+            failure = self._transport(exc, timeout)
+        # Raised outside the handler: aiohttp errors may hold the request and its headers.
+        raise failure
 
     async def post_json(
         self,
@@ -159,6 +161,7 @@ class HttpClient:
         """
         session = self._sessions.get()
         limits = self._timeout(timeout)
+        failure: errors.VlgateError | None = None
         try:
             async with session.post(
                 url, data=dumps(body), headers=self._merged(headers), timeout=limits
@@ -183,7 +186,9 @@ class HttpClient:
         except errors.VlgateError:
             raise
         except _TRANSPORT_ERRORS as exc:
-            raise self._transport(exc, timeout) from None
+            failure = self._transport(exc, timeout)
+        if failure is not None:
+            raise failure  # outside the handler, as in request()
 
     def parse_event(self, data: str) -> Any:
         """One event's JSON; a fragment that is not JSON is a malformed (retried) answer."""

@@ -180,10 +180,14 @@ class LiteLLMProvider(Provider):
     async def complete(self, request: ChatRequest) -> Completion:
         litellm = load_litellm()
         kwargs, dropped = self._kwargs(request, litellm)
+        failure: errors.VlgateError | None = None
         try:
             resp = await litellm.acompletion(**kwargs)
         except Exception as exc:
-            raise self._map(exc, request) from None
+            failure = self._map(exc, request)
+        if failure is not None:
+            # Raised outside the handler: no __context__ holds the SDK error (and its headers).
+            raise failure
         choices = getattr(resp, "choices", None)
         text = choices[0].message.content if choices else None
         if not text:
@@ -216,6 +220,7 @@ class LiteLLMProvider(Provider):
         litellm = load_litellm()
         kwargs, _ = self._kwargs(request, litellm)
         kwargs["stream"] = True
+        failure: errors.VlgateError | None = None
         try:
             stream = await litellm.acompletion(**kwargs)
             async for chunk in stream:
@@ -223,4 +228,6 @@ class LiteLLMProvider(Provider):
                 if choices and choices[0].delta and choices[0].delta.content:
                     yield choices[0].delta.content
         except Exception as exc:
-            raise self._map(exc, request) from None
+            failure = self._map(exc, request)
+        if failure is not None:
+            raise failure  # outside the handler, as in complete()

@@ -162,12 +162,16 @@ class MoondreamProvider(Provider):
     ) -> Completion:
         endpoint, key, body, dropped = self._body(request, task, target)
         url = f"{self._base}/{endpoint}"
+        failure: errors.VlgateError | None = None
         try:
             resp = await self._client().post(
                 url, json=body, headers=self._headers(request), timeout=request.timeout
             )
         except httpx.HTTPError as exc:
-            raise self._transport_error(exc, "the request", request) from None
+            failure = self._transport_error(exc, "the request", request)
+        if failure is not None:
+            # Raised outside the handler: httpx errors hold the request and its auth header.
+            raise failure
         if resp.status_code >= 400:
             raise self._status_error(resp.status_code, resp.headers, resp.content)
         try:
@@ -213,6 +217,7 @@ class MoondreamProvider(Provider):
         body["stream"] = True
         url = f"{self._base}/{endpoint}"
         completed = False
+        failure: errors.VlgateError | None = None
         try:
             async with self._client().stream(
                 "POST", url, json=body, headers=self._headers(request), timeout=request.timeout
@@ -245,11 +250,13 @@ class MoondreamProvider(Provider):
                         completed = True
                         break
         except httpx.HTTPError as exc:
-            raise self._transport_error(exc, "the stream", request) from None
+            failure = self._transport_error(exc, "the stream", request)
         except ValueError as exc:
-            raise errors.ProviderError(
+            failure = errors.ProviderError(
                 self._clean(f"malformed stream event: {exc}"), **self._where()
-            ) from None
+            )
+        if failure is not None:
+            raise failure  # outside the handler, as in _call()
         if not completed:
             raise errors.ConnectionError(
                 "the stream ended before the answer was complete (no 'completed' event)",
