@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import vlgate
+from vlgate.testing import Emulator
 
 EXPECTED = {
     "Answer",
@@ -82,3 +84,32 @@ def test_create_with_missing_key_sends_nothing_and_never_imports_litellm() -> No
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
     assert out.stdout.split() == ["ConfigError", "True", "False"]
+
+
+def test_create_and_query_on_the_openai_route_load_no_integration_or_cli(
+    emulator: Emulator,
+) -> None:
+    """The core never imports integrations, the CLI or the gateway: a fresh interpreter that
+    creates a model and asks one question (on the wire, to the emulator) has none of them."""
+    code = (
+        "import io, json, os, sys, vlgate\n"
+        "from PIL import Image\n"
+        "buf = io.BytesIO(); Image.new('RGB', (32, 24), (200, 30, 30)).save(buf, 'PNG')\n"
+        "m = vlgate.create('openai/gpt-4o-mini', api_key='emu-key',\n"
+        "                  api_base=os.environ['EMU_BASE'])\n"
+        "created = sorted(n for n in HEAVY if n in sys.modules)\n"
+        "answer = m.query(buf.getvalue(), 'hi')\n"
+        "after = sorted(n for n in HEAVY if n in sys.modules)\n"
+        "print(json.dumps([created, after, bool(answer)]))\n"
+    )
+    heavy = ("ray", "opentelemetry", "dimos", "litellm", "typer", "rich", "torch", "openai")
+    env = {**os.environ, "EMU_BASE": emulator.openai_base}
+    out = subprocess.run(
+        [sys.executable, "-c", f"HEAVY = {heavy!r}\n{code}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    assert json.loads(out.stdout) == [[], [], True]
+    assert len(emulator.requests) == 1
