@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from vlgate import ConfigError
-from vlgate.settings import (
+from vlgate.cli.settings import (
     DEFAULTS,
     config_files,
     load_settings,
@@ -169,3 +169,17 @@ def test_model_options_drop_unset_and_feed_create(tmp_path: Path) -> None:
 def test_unknown_override_is_an_error() -> None:
     with pytest.raises(ConfigError, match="unknown setting"):
         load_settings({"colour": "blue"}, env={}, files=[])
+
+
+def test_defaults_and_bounds_come_from_model_config() -> None:
+    """One set of defaults and validators: the CLI's settings are ModelConfig's fields."""
+    from vlgate import ModelConfig
+
+    for name, default in DEFAULTS.items():
+        if name != "model":  # the library has no default model; the CLI does
+            assert default == ModelConfig.model_fields[name].default, name
+    # ModelConfig caps retries at 20 and concurrency at 1024: so does every settings source.
+    with pytest.raises(ConfigError, match="at most 20"):
+        load_settings(env={"VLGATE_MAX_RETRIES": "21"}, files=[])
+    with pytest.raises(ConfigError, match="at most 1024"):
+        load_settings({"max_concurrency": 5000}, env={}, files=[])

@@ -16,7 +16,7 @@ import typer
 
 from ..errors import ConfigError, ImageError, VlgateError, redact
 from ..registry import LITELLM_SERVICES, PROVIDERS
-from ..settings import load_settings, model_options, setting_sources
+from .settings import load_settings, model_options, setting_sources
 
 if TYPE_CHECKING:
     from rich.console import Console

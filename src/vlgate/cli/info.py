@@ -12,7 +12,6 @@ from typing import Annotated, Any
 import typer
 
 from .. import registry
-from ..settings import config_files, load_settings, setting_sources
 from ._common import (
     EXIT_FAILED,
     KEY_ENV_NAMES,
@@ -23,6 +22,7 @@ from ._common import (
     print_json,
     terminal_safe,
 )
+from .settings import config_files, load_settings, setting_sources
 
 # --- models -----------------------------------------------------------------------------------
 

@@ -2,6 +2,9 @@
 
 Precedence, highest first: **flag > environment > config file > default**.
 
+Each setting is a :class:`~vlgate.ModelConfig` field: its default and its bounds are read from
+that field, so the CLI and the library cannot drift apart.
+
 Config files (all optional, merged; a later one in this list overrides an earlier one):
 
 1. the user config file: ``<user config dir>/vlgate/vlgate.toml`` (platformdirs when installed,
@@ -20,8 +23,8 @@ explicitly; vlgate warns when such a file is readable by other users.
 
 Example:
     >>> s = load_settings({"model": "openai/gpt-4o"}, env={}, files=[])
-    >>> s["model"], s["max_concurrency"]
-    ('openai/gpt-4o', 8)
+    >>> s["model"], s["max_retries"], s["max_concurrency"]  # None: the provider's default
+    ('openai/gpt-4o', 3, None)
 """
 
 from __future__ import annotations
@@ -30,12 +33,14 @@ import logging
 import os
 import stat
 import sys
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from ..config import ModelConfig
+from ..errors import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -56,39 +61,6 @@ __all__ = [
 log = logging.getLogger("vlgate")
 
 
-def _positive_int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError("expected an integer")
-    number = int(value)
-    if number < 1:
-        raise ValueError("must be at least 1")
-    return number
-
-
-def _non_negative_int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError("expected an integer")
-    number = int(value)
-    if number < 0:
-        raise ValueError("must be 0 or more")
-    return number
-
-
-def _positive_float(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError("expected a number")
-    number = float(value)
-    if not number > 0:
-        raise ValueError("must be greater than 0")
-    return number
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError("expected a non-empty string")
-    return value.strip()
-
-
 @dataclass(frozen=True)
 class SettingSpec:
     """One setting: its default, how a raw value is checked, and where it may come from."""
@@ -102,22 +74,78 @@ class SettingSpec:
     """Passed to :func:`vlgate.create` as a config option."""
 
 
+def _bounds(metadata: Iterable[Any]) -> list[tuple[str, float]]:
+    """(kind, limit) pairs from a pydantic field's constraints (``ge``, ``gt``, ``le``, ``lt``)."""
+    found = []
+    for item in metadata:
+        for kind in ("ge", "gt", "le", "lt"):
+            limit = getattr(item, kind, None)
+            if isinstance(limit, int | float):
+                found.append((kind, float(limit)))
+    return found
+
+
+_MESSAGES = {
+    "ge": lambda n: "must be 0 or more" if n == 0 else f"must be at least {n:g}",
+    "gt": lambda n: f"must be greater than {n:g}",
+    "le": lambda n: f"must be at most {n:g}",
+    "lt": lambda n: f"must be less than {n:g}",
+}
+_HOLDS = {
+    "ge": lambda v, n: v >= n,
+    "gt": lambda v, n: v > n,
+    "le": lambda v, n: v <= n,
+    "lt": lambda v, n: v < n,
+}
+
+
+def _parser(name: str) -> Callable[[Any], Any]:
+    """The check of one :class:`~vlgate.ModelConfig` field, for values from files, env, flags:
+    the field's type (int, float or a non-empty string) and its bounds, with short messages."""
+    info = ModelConfig.model_fields[name]
+    types = set(typing.get_args(info.annotation)) or {info.annotation}
+    bounds = _bounds(info.metadata)
+
+    def parse(value: Any) -> Any:
+        if int in types or float in types:
+            if isinstance(value, bool):
+                raise ValueError("expected a number")
+            number: float = int(value) if int in types else float(value)
+            for kind, limit in bounds:
+                if not _HOLDS[kind](number, limit):
+                    raise ValueError(_MESSAGES[kind](limit))
+            return number
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError("expected a non-empty string")
+        return value.strip()
+
+    return parse
+
+
+def _spec(name: str, env: str | None, help: str, default: Any = None) -> SettingSpec:
+    """A setting backed by the :class:`~vlgate.ModelConfig` field of the same name: its default
+    (unless the CLI needs one where the library has none) and its validation come from there."""
+    field = ModelConfig.model_fields[name]
+    if default is None and not field.is_required():
+        default = field.get_default(call_default_factory=True)
+    return SettingSpec(name, default, _parser(name), env, help)
+
+
 _SPECS: tuple[SettingSpec, ...] = (
-    SettingSpec("model", "openai/gpt-4o-mini", _text, "VLGATE_MODEL", "model string"),
-    SettingSpec("api_base", None, _text, "VLGATE_API_BASE", "endpoint override"),
-    SettingSpec(
-        "max_concurrency", 8, _positive_int, "VLGATE_MAX_CONCURRENCY", "requests in flight"
-    ),
-    SettingSpec("max_retries", 3, _non_negative_int, "VLGATE_MAX_RETRIES", "retries per request"),
-    SettingSpec("timeout", 60.0, _positive_float, "VLGATE_TIMEOUT", "seconds per attempt"),
-    SettingSpec("family", None, _text, "VLGATE_FAMILY", "model family override"),
+    # The library needs a model; the CLI has a default one.
+    _spec("model", "VLGATE_MODEL", "model string", default="openai/gpt-4o-mini"),
+    _spec("api_base", "VLGATE_API_BASE", "endpoint override"),
+    _spec("max_concurrency", "VLGATE_MAX_CONCURRENCY", "requests in flight"),
+    _spec("max_retries", "VLGATE_MAX_RETRIES", "retries per request"),
+    _spec("timeout", "VLGATE_TIMEOUT", "seconds per attempt"),
+    _spec("family", "VLGATE_FAMILY", "model family override"),
     # No env var on purpose: keys live in the provider's own variable (OPENAI_API_KEY, ...).
-    SettingSpec("api_key", None, _text, None, "API key (file or flag only)"),
+    _spec("api_key", None, "API key (file or flag only)"),
 )
 SPECS: dict[str, SettingSpec] = {s.name: s for s in _SPECS}
 
 DEFAULTS: dict[str, Any] = {s.name: s.default for s in _SPECS}
-"""The value of every setting when nothing sets it."""
+"""The value of every setting when nothing sets it (``ModelConfig``'s own defaults)."""
 
 ENV_VARS: dict[str, str] = {s.name: s.env for s in _SPECS if s.env}
 """Setting name -> the environment variable that sets it."""
