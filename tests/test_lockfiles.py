@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LOCKS = ("requirements-dev.lock", "requirements-local.lock")
+LOCKS = ("requirements-dev.lock", "requirements-local.lock", "requirements-dimos.lock")
 # Where a path of one particular machine would show: absolute paths under the usual roots of
 # local state and file URLs, anywhere; and, in a lock, a find-links or index line.
 MACHINE_PATH = re.compile(

@@ -16,6 +16,7 @@ from ..registry import ImageLimits
 from ._lazy import LazyNumpy
 from .encode import NO_LIMITS, EncodedImage, check_format, encode_uncached, fit, target_size
 from .fetch import fetch_async, fetch_sync, safe_url
+from .frame import Frame
 from .load import (
     MAX_FILE_BYTES,
     MAX_PIXELS,
@@ -46,6 +47,7 @@ ImageInput = Union[
     memoryview,
     PILImage.Image,
     "NDArray[Any]",
+    Frame,
     "Image",
 ]
 """Everything :meth:`Image.load` accepts."""
@@ -146,7 +148,9 @@ class Image:
         private, loopback, link-local or reserved addresses are refused unless
         ``allow_private_urls`` is ``True`` or lists the allowed addresses/networks
         (e.g. ``["192.168.1.0/24"]``). Numpy arrays are HxW, HxWx1, HxWx3 (RGB) or HxWx4 (RGBA)
-        of uint8, uint16, bool or float in [0, 1]. A path must name a regular file (not a FIFO,
+        of uint8, uint16, bool or float in [0, 1]. A frame object with a numpy ``.data`` and a
+        ``.format`` (a dimos ``Image``: BGR, RGB, RGBA, BGRA, GRAY or GRAY16) is read in its own
+        channel order; depth frames are refused. A path must name a regular file (not a FIFO,
         device or directory) of at most ``max_file_bytes``, checked before reading. Raises
         :class:`~vlgate.errors.ImageError`.
 

@@ -83,9 +83,15 @@ def load_local(source: object, max_pixels: int, max_file_bytes: int = MAX_FILE_B
         return _from_pil(source, "PIL image", max_pixels)
     if isinstance(source, np.ndarray):
         return from_array(normalise_array(source, "array", max_pixels), copied=False)
+    from .frame import frame_format, from_frame  # frame.py builds on this module
+
+    fmt = frame_format(source)
+    if fmt is not None:
+        return from_frame(source, fmt, max_pixels)
     raise ImageError(
         f"cannot load an image from {type(source).__name__}; pass a path, bytes, a data URI, "
-        "an http(s) URL, a PIL image, a numpy array or a vlgate.Image"
+        "an http(s) URL, a PIL image, a numpy array, a frame with numpy .data and .format "
+        "(e.g. a dimos Image) or a vlgate.Image"
     )
 
 

@@ -56,7 +56,8 @@ class WatchStats:
 
 
 def _split(item: Any) -> tuple[float, Any]:
-    """``(timestamp, image)`` pairs pass through; a bare image is stamped with wall time now."""
+    """``(timestamp, image)`` pairs pass through; a frame keeps its own ``.ts`` (a dimos Image);
+    any other bare image is stamped with wall time now."""
     if (
         isinstance(item, tuple)
         and len(item) == 2
@@ -64,6 +65,9 @@ def _split(item: Any) -> tuple[float, Any]:
         and not isinstance(item[0], bool)
     ):
         return float(item[0]), item[1]
+    ts = getattr(item, "ts", None)
+    if isinstance(ts, Real) and not isinstance(ts, bool) and hasattr(item, "format"):
+        return float(ts), item
     return time.time(), item
 
 
