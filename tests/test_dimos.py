@@ -343,3 +343,18 @@ def test_readme_example_runs_as_written(quiet: Emulator, monkeypatch: pytest.Mon
     sh = scene.shapes[0]
     cx, cy = (sh.box[0] + sh.box[2]) // 2, (sh.box[1] + sh.box[3]) // 2
     assert np.abs(got[cy, cx].astype(int) - truth[cy, cx]).max() <= 12
+
+
+def test_start_imports_litellm_before_the_first_frame(emulator: Emulator) -> None:
+    code = (
+        "import sys\n"
+        "from vlgate.integrations.dimos import VlgateVlModel\n"
+        f"m = VlgateVlModel('litellm/anthropic/claude-sonnet-4-5', api_key='{KEY}',"
+        f" api_base='{emulator.url}')\n"
+        "before = 'litellm' in sys.modules\n"
+        "m.start()\n"
+        "print(before, 'litellm' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["False", "True"], out
+    assert emulator.requests == []

@@ -7,6 +7,7 @@ a 6000 s timeout). LiteLLM's retries are off; vlgate's runtime retries.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import logging
@@ -70,6 +71,10 @@ class LiteLLMProvider(Provider):
         super().__init__(route, config, api_key, api_base)
         self._supported: frozenset[str] | None = None
         self._gateway = gateway_route(route.model)
+
+    async def warmup(self) -> None:
+        """Import LiteLLM now (it takes seconds) rather than on the first request."""
+        await asyncio.to_thread(load_litellm)
 
     def _supported_params(self, litellm: ModuleType) -> frozenset[str]:
         """The OpenAI-style parameters LiteLLM translates for this model itself."""
