@@ -3,6 +3,7 @@ itself when damaged, and keys on everything that changes the answer."""
 
 from __future__ import annotations
 
+import json
 import pickle
 import sqlite3
 import subprocess
@@ -13,11 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import vlgate
 from vlgate.providers.base import ChatRequest, Completion, Message
 from vlgate.registry import resolve
-from vlgate.runtime.cache import CacheWarning, ResponseCache, request_key
+from vlgate.runtime.cache import CacheWarning, ResponseCache, _completion, request_key
 from vlgate.testing import Emulator
 
 from .conftest import png_bytes
@@ -214,3 +217,34 @@ def test_key_covers_local_options_headers_and_every_param() -> None:
         model="gpt-4o", messages=req.messages, params={"seed": 1}, timeout=5.0
     )
     assert key(request=api_key_free) == base  # the attempt timeout does not change the answer
+
+
+@given(
+    value=st.one_of(
+        st.text(max_size=200),
+        st.binary(max_size=64),
+        st.integers(),
+        st.floats(allow_nan=True),
+        st.none(),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+            lambda inner: (
+                st.lists(inner, max_size=4)
+                | st.dictionaries(
+                    st.sampled_from(["text", "model", "finish_reason", "dropped_params", "x"]),
+                    inner,
+                    max_size=5,
+                )
+            ),
+            max_leaves=12,
+        ).map(json.dumps),
+    )
+)
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+def test_fuzz_stored_values_are_checked(value: object) -> None:
+    got = _completion(value)
+    if got is not None:  # only a well-formed answer comes back, never a crash
+        assert isinstance(got.text, str) and got.text
+        assert got.model is None or isinstance(got.model, str)
+        assert all(isinstance(p, str) for p in got.dropped_params)
+        assert got.usage.total_tokens == 0

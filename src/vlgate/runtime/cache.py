@@ -296,11 +296,19 @@ class ResponseCache:
     def volume(self) -> int:
         """Bytes of the cache file in use (free pages left by evictions not counted)."""
         with self._lock:
-            return self._used_bytes()
+            try:
+                return self._used_bytes()
+            except sqlite3.DatabaseError as exc:
+                self._recover(exc)
+                return 0
 
     def __len__(self) -> int:
         with self._lock:
-            return int(self._conn.execute("SELECT count(*) FROM responses").fetchone()[0])
+            try:
+                return int(self._conn.execute("SELECT count(*) FROM responses").fetchone()[0])
+            except sqlite3.DatabaseError as exc:
+                self._recover(exc)
+                return 0
 
     def close(self) -> None:
         with self._lock:
