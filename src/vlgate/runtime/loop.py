@@ -62,22 +62,42 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
             "a sync vlgate method was called from vlgate's own loop; use the a* method"
         )
     finished = threading.Event()
+    abandoned = threading.Event()
+    tasks: list[asyncio.Task[Any]] = []
 
     async def guarded() -> T:
         try:
+            if abandoned.is_set():  # the caller gave up before this even started
+                coro.close()
+                raise asyncio.CancelledError
+            task = asyncio.current_task()
+            if task is not None:
+                tasks.append(task)
             return await coro
         finally:
             finished.set()
 
-    future = asyncio.run_coroutine_threadsafe(guarded(), loop)
+    future: concurrent.futures.Future[T] | None = None
     try:
+        # Submitted inside the try: an interrupt landing at any point still cancels the work.
+        future = asyncio.run_coroutine_threadsafe(guarded(), loop)
         while not future.done():
             concurrent.futures.wait([future], timeout=_POLL)
         return future.result()
     except BaseException:
-        if future.cancel():  # propagates to the task on the loop, which cancels its children
+        # Both run on the loop thread in order: the task is cancelled if it has started, and
+        # bails out at once if it has not.
+        abandoned.set()
+        with contextlib.suppress(RuntimeError):  # the loop is already closed
+            loop.call_soon_threadsafe(_cancel_all, tasks)
+        if future is not None:
             finished.wait(_CANCEL_GRACE)
         raise
+
+
+def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
 
 
 def iterate_sync(agen: Any) -> Any:
