@@ -162,12 +162,17 @@ class VlModel:
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def astart(self) -> VlModel:
-        """Prepare what can be prepared early (a local model loads its weights). Returns self.
+        """Do the slow work now rather than on the first question. Returns self.
 
-        Hosted providers open connections on first use, so this is cheap for them.
+        Every provider warms up, fallbacks included, concurrently: an HTTP provider opens its
+        connection (TCP, TLS) to the endpoint on this loop, LiteLLM is imported with its
+        route's code (seconds), a local model loads its weights. A server that is down is not
+        an error here; the first request reports it.
+
+        Example:
+            >>> robot_vlm = vlgate.create("openai/gpt-4.1-mini").start()  # doctest: +SKIP
         """
-        for engine in self._engines:
-            await engine.provider.warmup()
+        await asyncio.gather(*(engine.provider.warmup() for engine in self._engines))
         return self
 
     async def astop(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -24,6 +25,7 @@ from ._errors import error_for_status, error_for_transport, malformed_answer
 __all__ = ["HttpClient", "dumps"]
 
 # What the transport raises for refused/reset connections, DNS failures, cut bodies and timeouts.
+log = logging.getLogger("vlgate")
 _TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
@@ -112,6 +114,18 @@ class HttpClient:
             failure = self._transport(exc, timeout)
         # Raised outside the handler: aiohttp errors may hold the request and its headers.
         raise failure
+
+    async def warm(self, url: str, *, timeout: float) -> None:
+        """Open a pooled connection (TCP and TLS) to ``url``'s host on this loop now, so the
+        first answer does not pay for it: one bare ``GET`` (no key sent), any answer.
+
+        Best effort: a server that is down is reported by the first real request instead."""
+        session = self._sessions.get()
+        try:
+            async with session.get(url, timeout=self._timeout(timeout)) as resp:
+                await resp.read()
+        except _TRANSPORT_ERRORS as exc:
+            log.debug("warm-up of %s: %s", self.provider, type(exc).__name__)
 
     async def post_json(
         self,

@@ -214,6 +214,10 @@ class AnthropicProvider(Provider):
             model=self.route.model,
         )
 
+    async def warmup(self) -> None:
+        """Open the connection to the endpoint now (``VlModel.start``; ``HttpClient.warm``)."""
+        await self._http.warm(self._url, timeout=min(self.config.timeout, 10.0))
+
     async def complete(self, request: ChatRequest) -> Completion:
         body, dropped = self.body(request)
         data = await self._http.post_json(

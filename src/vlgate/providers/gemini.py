@@ -157,6 +157,10 @@ class GeminiProvider(Provider):
         reason = feedback.get("blockReason") if isinstance(feedback, dict) else None
         return self._filtered(str(reason), "", True) if reason else None
 
+    async def warmup(self) -> None:
+        """Open the connection to the endpoint now (``VlModel.start``; ``HttpClient.warm``)."""
+        await self._http.warm(self._url, timeout=min(self.config.timeout, 10.0))
+
     async def complete(self, request: ChatRequest) -> Completion:
         body, dropped = self.body(request)
         data = await self._http.post_json(

@@ -8,10 +8,13 @@ a 6000 s timeout). LiteLLM's retries are off; vlgate's runtime retries.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import importlib.util
 import json
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator
 from functools import lru_cache
 from types import ModuleType
@@ -19,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from ..registry import IMAGE, gateway_route, param_table
+from ..runtime.loop import run_on_background
 from ._errors import (
     _chain,
     _is_transport,
@@ -58,7 +62,25 @@ def load_litellm() -> ModuleType:
         raise ImportError(INSTALL_HINT) from exc
     litellm.suppress_debug_info = True
     litellm.telemetry = False
+    # Registered after LiteLLM's own exit hook, so it runs first: LiteLLM would otherwise replay
+    # queued logging callbacks on a fresh loop at exit, detached from the loop they belong to.
+    atexit.register(_flush_logging_at_exit)
     return litellm
+
+
+async def _flush_logging(timeout: float = 2.0) -> None:
+    """Run LiteLLM's queued success/failure logging callbacks on this loop now."""
+    if "litellm" not in sys.modules:
+        return
+    from litellm.litellm_core_utils.logging_worker import GLOBAL_LOGGING_WORKER
+
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(GLOBAL_LOGGING_WORKER.flush(), timeout)
+
+
+def _flush_logging_at_exit() -> None:
+    with contextlib.suppress(Exception):
+        run_on_background(_flush_logging(), timeout=3.0)
 
 
 class LiteLLMProvider(Provider):
@@ -71,10 +93,6 @@ class LiteLLMProvider(Provider):
         super().__init__(route, config, api_key, api_base)
         self._supported: frozenset[str] | None = None
         self._gateway = gateway_route(route.model)
-
-    async def warmup(self) -> None:
-        """Import LiteLLM now (it takes seconds) rather than on the first request."""
-        await asyncio.to_thread(load_litellm)
 
     def _supported_params(self, litellm: ModuleType) -> frozenset[str]:
         """The OpenAI-style parameters LiteLLM translates for this model itself."""
@@ -150,6 +168,23 @@ class LiteLLMProvider(Provider):
         if headers:
             kwargs["extra_headers"] = headers
         return kwargs, dropped
+
+    async def warmup(self) -> None:
+        """Import LiteLLM (seconds) and its route-specific code now, off the event loop, so the
+        first answer does not wait for them: one ``mock_response`` call, nothing sent."""
+        litellm = await asyncio.to_thread(load_litellm)
+        try:
+            await litellm.acompletion(
+                model=self.route.model,
+                messages=[{"role": "user", "content": "warm-up"}],
+                mock_response="ok",
+            )
+        except Exception as exc:  # a model LiteLLM cannot map fails the first request instead
+            log.debug("LiteLLM warm-up of %s: %s", self.route.model, type(exc).__name__)
+        await _flush_logging()
+
+    async def aclose(self) -> None:
+        await _flush_logging()
 
     def _map(self, exc: BaseException, request: ChatRequest) -> errors.VlgateError:
         # LiteLLM re-wraps what went wrong (a refused connect becomes InternalServerError 500,

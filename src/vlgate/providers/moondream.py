@@ -26,6 +26,7 @@ fields). ``{"text": ...}`` deltas are accepted too. A stream that ends without `
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Literal
@@ -262,6 +263,12 @@ class MoondreamProvider(Provider):
                 "the stream ended before the answer was complete (no 'completed' event)",
                 **self._where(),
             )
+
+    async def warmup(self) -> None:
+        """Open the connection to the endpoint now (one bare ``GET`` of the base URL)."""
+        # Best effort: the first real request reports a server that is down.
+        with contextlib.suppress(httpx.HTTPError):
+            await self._client().get(self._base + "/", timeout=min(self.config.timeout, 10.0))
 
     async def aclose(self) -> None:
         client = self._clients.pop()

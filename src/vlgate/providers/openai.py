@@ -63,6 +63,10 @@ class OpenAICompatProvider(Provider):
     def _where(self) -> dict[str, Any]:
         return {"provider": self.route.provider.name, "model": self.route.model}
 
+    async def warmup(self) -> None:
+        """Open the connection to the endpoint now (``VlModel.start``; ``HttpClient.warm``)."""
+        await self._http.warm(self._url, timeout=min(self.config.timeout, 10.0))
+
     async def complete(self, request: ChatRequest) -> Completion:
         body, dropped = self._body(request)
         data = await self._http.post_json(

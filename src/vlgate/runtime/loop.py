@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
-__all__ = ["PerLoop", "close_at_exit", "iterate_sync", "run_sync"]
+__all__ = ["PerLoop", "close_at_exit", "iterate_sync", "run_on_background", "run_sync"]
 
 T = TypeVar("T")
 
@@ -185,6 +185,16 @@ def close_at_exit(obj: Any) -> None:
     stops keeps exit quiet (no "Unclosed client session" warnings) for callers who never stop().
     """
     _closers.add(obj)
+
+
+def run_on_background(coro: Coroutine[Any, Any, Any], timeout: float) -> None:
+    """Run ``coro`` on the background loop if it is running (at exit: before it stops), waiting
+    at most ``timeout`` seconds; otherwise close ``coro`` unrun."""
+    loop = _loop
+    if loop is None or loop.is_closed() or not (_thread and _thread.is_alive()):
+        coro.close()
+        return
+    asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=timeout)
 
 
 def _shutdown() -> None:
