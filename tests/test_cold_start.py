@@ -43,8 +43,11 @@ class CountingServer:
                 "object": "chat.completion",
                 "model": "m",
                 "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": "red"},
-                     "finish_reason": "stop"}
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "red"},
+                        "finish_reason": "stop",
+                    }
                 ],
                 "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
             }

@@ -250,4 +250,14 @@ def _usage(raw: Any) -> Usage:
         usage.output_tokens = int(raw.get("candidatesTokenCount") or 0) + int(
             raw.get("thoughtsTokenCount") or 0
         )
+        # The server's own image count (per-modality details), preferred over the estimate.
+        details = raw.get("promptTokensDetails")
+        if isinstance(details, list):
+            counts = [
+                int(d.get("tokenCount") or 0)
+                for d in details
+                if isinstance(d, dict) and d.get("modality") == "IMAGE"
+            ]
+            if counts:
+                usage.image_tokens = sum(counts)
     return usage
