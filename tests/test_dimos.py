@@ -171,12 +171,22 @@ def test_gray_frame_arrives_grey(quiet: Emulator) -> None:
     assert not any(sh.label.split()[0] in answer for sh in scene.shapes), answer
 
 
-@pytest.mark.parametrize(("model", "base_attr"), FAMILIES[:1] + FAMILIES[6:], ids=lambda v: str(v))
+# One route per wire protocol vlgate speaks (LiteLLM's gateway too).
+PROTOCOLS = [
+    *FAMILIES[:1],
+    ("ollama/qwen2.5vl:7b", "ollama_base"),
+    *FAMILIES[6:],
+    ("litellm/anthropic/claude-sonnet-4-5", "url"),
+]
+
+
+@pytest.mark.parametrize(("model", "base_attr"), PROTOCOLS, ids=lambda v: str(v))
 def test_bgr_frame_reaches_every_protocol_in_rgb(
     quiet: Emulator, model: str, base_attr: str
 ) -> None:
     scene = make_scene(5, size=(320, 240))
     vlm(quiet, model, base_attr).caption(frame(scene, "BGR"))
+    assert len(quiet.requests) == 1 and quiet.requests[0].status == 200
     got, truth = received_rgb(quiet), np.asarray(scene.image.convert("RGB"))
     sh = scene.shapes[0]
     cx, cy = (sh.box[0] + sh.box[2]) // 2, (sh.box[1] + sh.box[3]) // 2
@@ -288,8 +298,14 @@ def test_query_json_returns_parsed_json(quiet: Emulator) -> None:
     assert isinstance(out, (list, dict)) and out
 
 
-def test_kwargs_reach_the_provider(emulator: Emulator) -> None:
-    vlm(emulator).query(frame(make_scene(1, size=(64, 48))), "hi", max_tokens=7, temperature=0.25)
+@pytest.mark.parametrize(
+    ("model", "base_attr"),
+    [FAMILIES[0], ("litellm/anthropic/claude-sonnet-4-5", "url"), FAMILIES[6]],
+    ids=lambda v: str(v),
+)
+def test_kwargs_reach_the_provider(emulator: Emulator, model: str, base_attr: str) -> None:
+    f = frame(make_scene(1, size=(64, 48)))
+    vlm(emulator, model, base_attr).query(f, "hi", max_tokens=7, temperature=0.25)
     body = emulator.requests[0].body
     assert body["max_tokens"] == 7 or body.get("max_completion_tokens") == 7
     assert body["temperature"] == 0.25
