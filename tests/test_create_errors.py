@@ -27,3 +27,16 @@ def test_known_prefixes_are_the_registry_tables() -> None:
     assert prefixes == sorted(prefixes)
     assert {"openai", "qwen", "vllm", "ollama", "moondream", "local", "litellm"} <= set(prefixes)
     assert {"anthropic", "gemini", "bedrock", "azure", "vertex_ai"} <= set(prefixes)
+
+
+def test_bare_provider_names_come_from_the_provider_rows() -> None:
+    """A bare prefix is a provider row: its default model when it has one, else a clear ask."""
+    from vlgate.registry import PROVIDERS, resolve
+
+    assert resolve("moondream").model == PROVIDERS["moondream"].default_model
+    for name, spec in PROVIDERS.items():
+        if spec.default_model is None and name != "litellm":
+            with pytest.raises(vlgate.ConfigError, match=f"'{name}' needs a model name"):
+                resolve(name)
+    with pytest.raises(vlgate.ConfigError, match="no provider prefix"):
+        resolve("gpt-4o")

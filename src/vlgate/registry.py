@@ -127,6 +127,9 @@ class ModelFamily:
     image, or ``None`` when the convention is resize-invariant."""
     tokens: str | None = None
     """Name of the image-token formula in ``vlgate.tokens.TOKEN_FORMULAS``."""
+    token_rules: tuple[tuple[str, str], ...] = ()
+    """``(regex, formula)``: models of this family that count image tokens differently from
+    ``tokens`` (matched like ``patterns``; the first match wins)."""
     price_per_mtok: tuple[float, float] | None = None
     """(input, output) US dollars per million tokens, when known."""
     native_json_schema: bool | None = None
@@ -692,6 +695,7 @@ FAMILIES: dict[str, ModelFamily] = {
             patterns=(r"gemini", r"gemma-3"),
             grounding="gemini",
             tokens="gemini",
+            token_rules=((r"gemini-3", "gemini-3"),),
             price_per_mtok=(0.30, 2.50),
             description="Gemini: box_2d [ymin,xmin,ymax,xmax] 0-1000, points [y,x]",
         ),
@@ -720,6 +724,10 @@ FAMILIES: dict[str, ModelFamily] = {
             grounding="gpt",
             resize="openai-patch",
             tokens="openai-patch-1.62",
+            token_rules=(
+                (r"gpt-4\.1-nano|gpt-5(\.\d+)?-nano", "openai-patch-2.46"),
+                (r"\bo4-mini", "openai-patch-1.72"),
+            ),
             price_per_mtok=(0.40, 1.60),
             description="OpenAI patch models (gpt-4.1-mini/nano, gpt-5 mini/nano, o4-mini): "
             "32-px patches, at most 1536",
@@ -730,6 +738,7 @@ FAMILIES: dict[str, ModelFamily] = {
             grounding="gpt",
             resize="openai-tile",
             tokens="openai-tile",
+            token_rules=((r"gpt-4o-mini", "openai-tile-mini"),),
             price_per_mtok=(0.15, 0.60),
             description="GPT-4o/4.1/5: no trained convention; pixels of the resized image",
         ),
@@ -820,10 +829,6 @@ def known_prefixes() -> list[str]:
     return sorted(set(PROVIDERS) | set(LITELLM_SERVICES))
 
 
-# Short names from the design vlgate grew from: create("openai"), create("qwen").
-_SHORT_NAMES = {"openai", "qwen", "ollama", "vllm", "litellm", "moondream"}
-
-
 def resolve(model: str, *, family: str | None = None) -> Route:
     """Resolve a model string to the provider that sends it, the service limits and the family.
 
@@ -842,7 +847,8 @@ def resolve(model: str, *, family: str | None = None) -> Route:
         raise ConfigError("model must be a non-empty string such as 'openai/gpt-4o-mini'")
     prefix, sep, rest = model.partition("/")
     if not sep:
-        if model in _SHORT_NAMES and model != "litellm":
+        # A bare provider name (create("openai"), create("qwen")) means its default model.
+        if model in PROVIDERS and model != "litellm":
             spec = PROVIDERS[model]
             if spec.default_model is None:
                 raise ConfigError(f"{model!r} needs a model name: '{model}/<model>'")

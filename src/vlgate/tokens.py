@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import sizing
 from .errors import ConfigError
+from .registry import FAMILIES
 
 if TYPE_CHECKING:
     from .config import ModelConfig
@@ -224,14 +225,11 @@ TOKEN_FORMULAS: dict[str, TokenFormula] = {
 """Image-token formulas by name (``registry.ModelFamily.tokens``); ``"<name>@<variant>"`` rows
 apply when a parameter changes what the model sees (``detail="low"``, ``media_resolution``)."""
 
-MODEL_TOKEN_FORMULAS: tuple[tuple[str, str], ...] = (
-    (r"gpt-4o-mini", "openai-tile-mini"),
-    (r"gpt-4\.1-nano|gpt-5(\.\d+)?-nano", "openai-patch-2.46"),
-    (r"gpt-4\.1-mini|gpt-5(\.\d+)?-mini", "openai-patch-1.62"),
-    (r"\bo4-mini", "openai-patch-1.72"),
-    (r"gemini-3", "gemini-3"),
+MODEL_TOKEN_FORMULAS: tuple[tuple[str, str], ...] = tuple(
+    rule for family in FAMILIES.values() for rule in family.token_rules
 )
-"""``(regex, formula)``: models that count differently from their family, first match wins."""
+"""Every family's ``token_rules`` (registry data): models that count differently from their
+family's formula."""
 
 
 @lru_cache(maxsize=256)
@@ -243,7 +241,7 @@ def formula_for(route: Route) -> TokenFormula | None:
         >>> formula_for(resolve("anthropic/claude-sonnet-4-6")).name
         'claude'
     """
-    for pattern, name in MODEL_TOKEN_FORMULAS:
+    for pattern, name in route.family.token_rules:
         if re.search(pattern, route.model, re.IGNORECASE):
             return TOKEN_FORMULAS[name]
     family_formula = route.family.tokens
