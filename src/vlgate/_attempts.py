@@ -486,34 +486,37 @@ class AttemptLoop:
 
     # --- hook events ----------------------------------------------------------------------------
 
+    @staticmethod
+    def _where(call: _Call, engine: Engine) -> dict[str, Any]:
+        """The fields every event shares: which call, which operation, which route."""
+        route = engine.route
+        return {
+            "call_id": call.id,
+            "op": call.op,
+            "model": route.requested,
+            "provider": route.provider.name,
+        }
+
     def _emit_request(
         self, call: _Call, engine: Engine, attempt: int, request: ChatRequest, estimate: int
     ) -> None:
         if self.hooks:
+            where = self._where(call, engine)
+            images = len(request.images)
             self.hooks.emit(
-                RequestEvent(
-                    call_id=call.id,
-                    op=call.op,
-                    model=engine.route.requested,
-                    provider=engine.route.provider.name,
-                    attempt=attempt,
-                    images=len(request.images),
-                    estimated_tokens=estimate,
-                )
+                RequestEvent(**where, attempt=attempt, images=images, estimated_tokens=estimate)
             )
 
     def _on_retry(self, call: _Call, engine: Engine) -> Callable[[BaseException, int, float], None]:
         def on_retry(exc: BaseException, attempt: int, delay: float) -> None:
             if self.hooks:
+                status = exc.status if isinstance(exc, ProviderError) else None
                 self.hooks.emit(
                     RetryEvent(
-                        call_id=call.id,
-                        op=call.op,
-                        model=engine.route.requested,
-                        provider=engine.route.provider.name,
+                        **self._where(call, engine),
                         attempt=attempt,
                         error=type(exc).__name__,
-                        status=exc.status if isinstance(exc, ProviderError) else None,
+                        status=status,
                         delay=delay,
                     )
                 )
@@ -522,16 +525,13 @@ class AttemptLoop:
 
     def _emit_error(self, call: _Call, engine: Engine, exc: VlgateError, fallback: bool) -> None:
         if self.hooks:
-            provider_error = exc if isinstance(exc, ProviderError) else None
+            failed = exc if isinstance(exc, ProviderError) else None
             self.hooks.emit(
                 ErrorEvent(
-                    call_id=call.id,
-                    op=call.op,
-                    model=engine.route.requested,
-                    provider=engine.route.provider.name,
-                    attempts=provider_error.attempts if provider_error else 1,
+                    **self._where(call, engine),
+                    attempts=failed.attempts if failed else 1,
                     error=type(exc).__name__,
-                    status=provider_error.status if provider_error else None,
+                    status=failed.status if failed else None,
                     fallback=fallback,
                 )
             )
@@ -549,10 +549,7 @@ class AttemptLoop:
         if self.hooks:
             self.hooks.emit(
                 ResponseEvent(
-                    call_id=call.id,
-                    op=call.op,
-                    model=engine.route.requested,
-                    provider=engine.route.provider.name,
+                    **self._where(call, engine),
                     attempts=attempts,
                     latency=latency,
                     input_tokens=usage.input_tokens,
