@@ -324,3 +324,10 @@ def test_aimd_keeps_a_rate_limited_batch_from_failing(emulator: Emulator) -> Non
     assert all(isinstance(a, str) for a in adaptive)
     _, fixed_429 = run(max_concurrency=64)
     assert adaptive_429 < fixed_429
+
+
+def test_a_bad_array_in_a_list_raises_before_anything_is_sent(emulator: Emulator) -> None:
+    good = np.zeros((24, 32, 3), np.uint8)
+    with pytest.raises(vlgate.ImageError, match="not an image"):
+        make(emulator).query_batch([good, np.zeros((4, 4, 5), np.uint8), good], "describe")
+    assert emulator.requests == []

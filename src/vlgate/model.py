@@ -35,7 +35,8 @@ from .grounding import (
     parse_points,
     point_prompt,
 )
-from .image import Image, ImageInput
+from .image import MAX_PIXELS, Image, ImageInput
+from .image.load import check_in_memory
 from .jsonparse import extract_json
 from .providers import Message, Usage
 from .providers.base import Task
@@ -366,6 +367,8 @@ class VlModel:
             return
         if isinstance(image, str) and image[:5].lower() != "data:" and "://" in image[:16]:
             return  # fetched (and checked) when its turn comes
+        if check_in_memory(image, MAX_PIXELS):
+            return  # an array or PIL image: its shape says it all, no thread hop
         await pipeline.offload(Image.load, image)
 
     async def aquery_images(

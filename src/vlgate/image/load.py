@@ -69,6 +69,21 @@ def is_url(text: str) -> bool:
     )
 
 
+def check_in_memory(source: object, max_pixels: int) -> bool:
+    """Check a numpy array or PIL image as :func:`load_local` would, without copying pixels;
+    ``False`` for any other source (a file or bytes: load it, which reads only its header when
+    it can be sent as it is)."""
+    if isinstance(source, PILImage.Image):
+        check_pixels(source.size, "PIL image", max_pixels)
+        return True
+    if isinstance(source, np.ndarray):
+        if source.dtype == np.uint8:
+            normalise_array(source, "array", max_pixels)  # shape and size only: no copy
+            return True
+        return False  # a conversion is a copy: leave it to the load
+    return False
+
+
 def load_local(source: object, max_pixels: int, max_file_bytes: int = MAX_FILE_BYTES) -> Decoded:
     """Decode any source except a URL or an ``Image``."""
     if isinstance(source, (bytes, bytearray, memoryview)):
