@@ -89,3 +89,31 @@ def test_a_fitting_jpeg_reaches_the_wire_unchanged(emulator: Emulator) -> None:
     [sent] = req.images
     assert sent.data == data
     assert sent.declared_mime == sent.actual_mime == "image/jpeg"
+
+
+def test_a_frame_downscale_matches_pillows_whichever_resizer_runs() -> None:
+    arr = photo(1920, 1080)
+    enc = Image.load(arr).encode(size=(1365, 768))
+    assert enc.size == (1365, 768)
+    got = np.asarray(PILImage.open(io.BytesIO(enc.data)).convert("RGB"), dtype=np.int16)
+    want = np.asarray(PILImage.fromarray(arr).resize((1365, 768)), dtype=np.int16)
+    assert float(np.abs(got - want).mean()) < 4.0
+
+
+def test_boxes_on_a_resized_1080p_frame_map_back_exactly(emulator: Emulator) -> None:
+    from vlgate.testing.scenes import make_scene
+
+    scene = make_scene(3, size=(1920, 1080))
+    model = vlgate.create("openai/gpt-4o", api_key=KEY, api_base=emulator.openai_base)
+    target = scene.shapes[0]
+    dets = model.detect(np.asarray(scene.image.convert("RGB")), target.label)
+    assert emulator.requests[0].images[0].size == (1365, 768)
+    best = max(dets, key=lambda d: _iou(d.xyxy, target.box))
+    assert _iou(best.xyxy, target.box) > 0.95
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)

@@ -53,6 +53,36 @@ def jpeg() -> Any:
     return _simplejpeg
 
 
+_cv2: Any = _UNSET  # resolved on first array downscale; None when the `fast` extra is absent
+
+
+def cv2_module() -> Any:
+    """OpenCV (the ``fast`` extra), whose SIMD bilinear resize of a 1080p frame costs a fraction
+    of Pillow's antialiased resample; None to use Pillow."""
+    global _cv2
+    if _cv2 is _UNSET:
+        try:
+            _cv2 = importlib.import_module("cv2")
+        except ImportError:
+            _cv2 = None
+    return _cv2
+
+
+def resize_array(arr: NDArray[np.uint8], size: tuple[int, int]) -> NDArray[np.uint8] | None:
+    """``arr`` downscaled to ``size`` with OpenCV: an exact integer box reduction first (2x, 3x,
+    ... when the sides divide), then bilinear for the remaining factor under 2, so it stays
+    antialiased. None without OpenCV, or for anything but a downscale."""
+    cv = cv2_module()
+    h, w = arr.shape[:2]
+    if cv is None or size[0] >= w or size[1] >= h:
+        return None
+    k = min(w // size[0], h // size[1])
+    if k >= 2 and w % k == 0 and h % k == 0:
+        arr = cv.resize(arr, (w // k, h // k), interpolation=cv.INTER_AREA)
+    out: NDArray[np.uint8] = cv.resize(arr, size, interpolation=cv.INTER_LINEAR)
+    return out
+
+
 @dataclass(frozen=True)
 class EncodedImage:
     """The bytes of one image exactly as sent, with the geometry needed to map answers back.
@@ -259,6 +289,8 @@ def _encode_pixels(
     if mime == "image/jpeg":
         arr = img._arr if size == img.size else None
         if jpeg() is not None:
+            if arr is None and img._arr is not None:
+                arr = resize_array(img._arr, size)  # a frame: OpenCV when installed
             if arr is None:
                 # Resized (or a file's pixels): simplejpeg still beats Pillow's encoder.
                 arr = np.asarray(flatten_pil(img._resized(size)))
