@@ -4,7 +4,9 @@ For n = 100, 1,000, 5,000 distinct 128x128 frames (numpy arrays, made before mea
 max_concurrency 8, 32 and 128, against the emulator (its own process) answering after a fixed
 latency (default 100 ms). Each configuration runs in a fresh subprocess, so its peak RSS is its
 own: growth = peak RSS during the batch (Linux VmHWM, reset just before it) minus RSS just
-before it. ideal = ceil(n / concurrency) x latency. Configurations whose ideal is short repeat
+before it. ideal = ceil(n / concurrency) x latency. Each run is followed by the floor: a bare
+aiohttp client posting the same frames (pre-encoded) at the same concurrency, so a busy machine
+or a saturated emulator shows in both columns. Configurations whose ideal is short repeat
 (``--repeat``); the median and the min-max spread are printed.
 
 ``--generator N`` instead streams N distinct frames from a generator (made on the fly, never a
@@ -54,13 +56,21 @@ def reset_peak() -> bool:
         return False
 
 
-def child(n: int, concurrency: int, base: str) -> None:
+def frame(i: int, side: int) -> object:
+    """A distinct camera-like frame: a smooth grey gradient tinted by ``i`` (noise or saturated
+    colours would only measure the emulator's shape finder)."""
     import numpy as np
 
+    ramp = np.linspace(40, 200, side, dtype=np.float32)
+    grey = (ramp[None, :] + ramp[:, None]) / 2
+    img = np.stack([grey + i % 16, grey + (i // 16) % 16, grey + (i // 256) % 16], axis=-1)
+    return img.astype(np.uint8)
+
+
+def child(n: int, concurrency: int, base: str) -> None:
     import vlgate
 
-    rng = np.random.default_rng(n * 1000 + concurrency)
-    frames = [rng.integers(0, 255, (128, 128, 3), dtype=np.uint8) for _ in range(n)]
+    frames = [frame(i, 128) for i in range(n)]
     model = vlgate.create(
         "openai/gpt-4o-mini", api_key=KEY, api_base=base + "/v1", max_concurrency=concurrency
     )
@@ -94,14 +104,13 @@ def stream_child(n: int, base: str, how: str) -> None:
 
     def frames() -> object:
         nonlocal pulled
-        rng = np.random.default_rng(0)
         for i in range(n):
             if i % max(1, n // 10) == 0:
                 gc.collect()
                 with lock:
                     marks.append((i, rss_mb()))
             pulled += 1
-            yield rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+            yield frame(i, 64)
 
     gc.collect()
     before = rss_mb()
@@ -118,9 +127,50 @@ def stream_child(n: int, base: str, how: str) -> None:
     print(json.dumps({"before": before, "marks": marks, "wall": wall, "count": count}))
 
 
-def run_one(n: int, concurrency: int, base: str) -> dict[str, float]:
+def raw_child(n: int, concurrency: int, base: str) -> None:
+    """The floor: a bare aiohttp client posting the same frames, pre-encoded (no vlgate)."""
+    import asyncio
+    import base64
+    import io
+
+    import aiohttp
+    from PIL import Image as PILImage
+
+    bodies = []
+    for i in range(n):
+        buf = io.BytesIO()
+        PILImage.fromarray(frame(i, 128)).save(buf, "JPEG", quality=90)  # type: ignore[arg-type]
+        uri = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+        content = [
+            {"type": "image_url", "image_url": {"url": uri}},
+            {"type": "text", "text": "Describe this image."},
+        ]
+        msg = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": content}]}
+        bodies.append(json.dumps(msg).encode())
+
+    async def run() -> float:
+        headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(base, headers=headers, connector=connector) as client:
+            async with client.post("/v1/chat/completions", data=bodies[0]) as r:
+                await r.read()
+            queue = iter(bodies)
+
+            async def worker() -> None:
+                for body in queue:
+                    async with client.post("/v1/chat/completions", data=body) as r:
+                        await r.read()
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            return time.perf_counter() - t0
+
+    print(json.dumps({"wall": asyncio.run(run())}))
+
+
+def run_one(n: int, concurrency: int, base: str, mode: str = "--child") -> dict[str, float]:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", str(n), str(concurrency), base],
+        [sys.executable, __file__, mode, str(n), str(concurrency), base],
         capture_output=True,
         text=True,
         check=True,
@@ -144,10 +194,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs of configurations <= 10 s")
     parser.add_argument("--generator", type=int, default=0, help="stream N frames instead")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--raw-child", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--stream-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(int(args.child[0]), int(args.child[1]), args.child[2])
+        return
+    if args.raw_child:
+        raw_child(int(args.raw_child[0]), int(args.raw_child[1]), args.raw_child[2])
         return
     if args.stream_child:
         stream_child(int(args.stream_child[0]), args.stream_child[1], args.stream_child[2])
@@ -157,21 +211,28 @@ def main() -> None:
         return
 
     print(
-        f"query_batch of n distinct 128x128 frames, emulator latency {args.latency * 1000:.0f} ms "
-        "(own process), one subprocess per run; median (min-max)"
+        "query_batch of n distinct 128x128 frames (gradients), emulator latency "
+        f"{args.latency * 1000:.0f} ms (own process), one subprocess per run; median (min-max)"
     )
-    print(f"{'n':>6} {'conc':>5} {'wall s':>22} {'wall/ideal':>22} {'peak RSS growth MB':>24}")
+    print(
+        f"{'n':>6} {'conc':>5} {'wall s':>22} {'wall/ideal':>22} {'raw client wall/ideal':>22} "
+        f"{'peak RSS growth MB':>24}"
+    )
     with emulator_process(KEY, latency=args.latency) as base:
         for n in args.sizes:
             for c in args.concurrency:
                 ideal = math.ceil(n / c) * args.latency
-                runs = [run_one(n, c, base) for _ in range(args.repeat if ideal <= 10 else 1)]
+                runs, raws = [], []
+                for _ in range(args.repeat if ideal <= 10 else 1):  # interleaved
+                    runs.append(run_one(n, c, base))
+                    raws.append(run_one(n, c, base, "--raw-child"))
                 walls = [r["wall"] for r in runs]
                 ratios = [w / ideal for w in walls]
+                raw_ratios = [r["wall"] / ideal for r in raws]
                 growth = [r["growth"] for r in runs]
                 print(
                     f"{n:>6} {c:>5} {spread(walls, '.2f'):>22} {spread(ratios, '.3f'):>22} "
-                    f"{spread(growth, '+.1f'):>24}",
+                    f"{spread(raw_ratios, '.3f'):>22} {spread(growth, '+.1f'):>24}",
                     flush=True,
                 )
                 if not all(r["exact_peak"] for r in runs):
@@ -180,8 +241,8 @@ def main() -> None:
 
 def streamed(n: int, latency: float) -> None:
     print(
-        f"{n:,} distinct 64x64 frames from a generator, max_concurrency 128, emulator latency "
-        f"{latency * 1000:.0f} ms; RSS in MB after gc.collect() at each tenth"
+        f"{n:,} distinct 64x64 frames (gradients) from a generator, max_concurrency 128, "
+        f"emulator latency {latency * 1000:.0f} ms; RSS in MB after gc.collect() at each tenth"
     )
     with emulator_process(KEY, latency=latency) as base:
         for how in ("iter_batch", "query_batch"):

@@ -142,7 +142,7 @@ class Engine:
         self, image: Image, params: dict[str, Any] | None = None, n_images: int = 1
     ) -> EncodedImage:
         """:meth:`encode` in the worker pool: resize and JPEG never stall the event loop."""
-        return await pipeline.offload(self.encode, image, params, n_images)
+        return await pipeline.cpu_bound(self.encode, image, params, n_images)
 
     def failed(self, config: ModelConfig) -> None:
         self.failures += 1

@@ -220,7 +220,7 @@ class VlModel:
         if isinstance(image, str) and image[:5].lower() != "data:" and "://" in image[:16]:
             return await Image.aload(image, allow_private_urls=self._config.allow_private_urls)
         # Decoding is CPU work: the worker pool, never the event loop.
-        return await pipeline.offload(Image.load, image)
+        return await pipeline.cpu_bound(Image.load, image)
 
     def _run(self, op: Callable[[Engine], Awaitable[T]], name: str) -> Awaitable[T]:
         return self._loop.run(op, name)
