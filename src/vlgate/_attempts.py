@@ -141,8 +141,16 @@ class Engine:
     async def aencode(
         self, image: Image, params: dict[str, Any] | None = None, n_images: int = 1
     ) -> EncodedImage:
-        """:meth:`encode` in the worker pool: resize and JPEG never stall the event loop."""
-        return await pipeline.cpu_bound(self.encode, image, params, n_images)
+        """:meth:`encode` in the worker pool (unless tiny): resize, JPEG and base64 never stall
+        the event loop."""
+        return await pipeline.cpu_bound(self._encode_b64, image, params, n_images)
+
+    def _encode_b64(
+        self, image: Image, params: dict[str, Any] | None, n_images: int
+    ) -> EncodedImage:
+        encoded = self.encode(image, params, n_images)
+        encoded.b64  # noqa: B018 - computed here (cached), not on the loop building the body
+        return encoded
 
     def failed(self, config: ModelConfig) -> None:
         self.failures += 1
