@@ -335,3 +335,50 @@ def test_bad_input_fails_before_anything_runs(local_ray: None) -> None:
         vray.query_dataset(ds, "openai/gpt-4o-mini", task="detect", api_key=KEY)
     with pytest.raises(vlgate.ConfigError, match="OPENAI_API_KEY"):
         vray.query_dataset(ds, "openai/gpt-4o-mini", "q")
+
+
+def test_cli_batch_on_ray_writes_the_same_records_and_resumes(
+    local_ray: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from vlgate.batchrecord import read_records
+    from vlgate.cli import app
+
+    scenes = _scenes(tmp_path, 12)
+    out = tmp_path / "results.jsonl"
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.chdir(tmp_path)
+    with Emulator(api_key=KEY) as emu:
+        args = [
+            "batch",
+            str(tmp_path),
+            "--detect",
+            "shapes",
+            "-o",
+            str(out),
+            "-m",
+            "openai/gpt-4o",
+            "--api-base",
+            emu.url + "/v1",
+            "--ray",
+            "local",
+            "--no-progress",
+            "--limit",
+            "8",
+        ]
+        first = CliRunner().invoke(app, args)
+        assert first.exit_code == 0, first.output
+        assert len(emu.requests) == 8
+        emu.clear()
+        second = CliRunner().invoke(app, args[:-2])  # no --limit: only the 4 left are asked
+        assert second.exit_code == 0, second.output
+        assert len(emu.requests) == 4
+    records = read_records(out)
+    assert len(records) == 12
+    for path, scene in scenes:
+        rec = records[path]
+        assert rec.ok and rec.task == "detect" and rec.image_size == scene.size
+        for d in rec.detections or []:
+            shape = next(s for s in scene.shapes if s.label == d["label"])
+            assert _iou(shape.box, tuple(d["xyxy"])) > 0.9

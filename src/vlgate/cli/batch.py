@@ -243,6 +243,14 @@ def batch(
     timeout: TimeoutOpt = None,
     max_retries: RetriesOpt = None,
     html: HtmlOpt = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Run on Ray Data: 'local' starts Ray here, or a cluster address "
+            "(ray://head:10001, auto). Same results file and resume. Needs vlgate[ray].",
+        ),
+    ] = None,
 ) -> None:
     """Ask the same thing of many images, concurrently; one JSON line per image.
 
@@ -258,6 +266,8 @@ def batch(
         vlgate batch "shots/**/*.jpg" --detect forklift -o forks.jsonl -c 16 --html forks.html
 
         vlgate batch frames/ "Describe the shelf" --json shelf.schema.json -o shelf.jsonl
+
+        vlgate batch /data/frames "Is there a person?" -o people.jsonl --ray auto
     """
     with errors_to_exit():
         task = _task(prompt, detect, point, schema)
@@ -276,7 +286,21 @@ def batch(
         workers = vl.max_concurrency
         quiet = _is_quiet()
         bar = _Progress(vl, enabled=(progress is not False) and not quiet, force=bool(progress))
-        stats = asyncio.run(_run(vl, paths, task, output, workers, limit, retry_failed, bar))
+        if ray_address is not None:
+            from .batch_ray import run_on_ray
+
+            stats = run_on_ray(
+                ray_address,
+                vl,
+                paths,
+                task,
+                output,
+                retry_failed=retry_failed,
+                limit=limit,
+                bar=bar,
+            )
+        else:
+            stats = asyncio.run(_run(vl, paths, task, output, workers, limit, retry_failed, bar))
         state = summarize(output, paths)
         cost = _cost(vl)
         if html is not None:

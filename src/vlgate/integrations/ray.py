@@ -205,12 +205,14 @@ class _Asker:
                     }
                     for d in dets
                 ]
+                out["image_size"] = list(dets.image_size) if dets.image_size else None
                 answer = dets.answer
             else:
                 pts = await m.apoint(image, self._prompt or "", **kw)
                 out["points"] = [
                     {"label": p.label, "x": float(p.xy[0]), "y": float(p.xy[1])} for p in pts
                 ]
+                out["image_size"] = list(pts.image_size) if pts.image_size else None
                 answer = pts.answer
             if answer is not None:
                 out["attempts"] = answer.attempts
@@ -225,12 +227,17 @@ class _Asker:
             out["error"] = f"{type(exc).__name__}: {exc}"
             out["error_type"] = type(exc).__name__
         out.setdefault(_RESULT_COLUMN[self._task], None)
+        if self._task in ("detect", "point"):
+            out.setdefault("image_size", None)
         return out
 
     async def __call__(self, batch: pd.DataFrame) -> AsyncIterator[pd.DataFrame]:
         results = await asyncio.gather(*(self._one(src) for src in batch[self._column]))
         out = batch.copy()
-        for name in (_RESULT_COLUMN[self._task], *OUTPUT_COLUMNS):
+        names = [_RESULT_COLUMN[self._task], *OUTPUT_COLUMNS]
+        if self._task in ("detect", "point"):
+            names.append("image_size")
+        for name in names:
             out[name] = [r[name] for r in results]
         # Image bytes and arrays stay out of the output (paths and URLs are kept as the input).
         if len(out) and not isinstance(out[self._column].iloc[0], str):
@@ -372,7 +379,8 @@ def query_dataset(
     Returns:
         The output Dataset: input columns (image bytes/arrays dropped) plus the result column
         (``answer``, ``json``, ``detections`` ``[{label, x1, y1, x2, y2}]`` or ``points``
-        ``[{label, x, y}]``, in original pixels), ``error``, ``error_type``, ``attempts``,
+        ``[{label, x, y}]``, in original pixels, with ``image_size`` ``[w, h]``), ``error``,
+        ``error_type``, ``attempts``,
         ``input_tokens``, ``output_tokens``, ``cost``. With ``write_to`` the job has run and
         this is :func:`read_results` of the directory.
 
