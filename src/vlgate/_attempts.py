@@ -119,7 +119,7 @@ class Engine:
 
     def __init__(self, config: ModelConfig) -> None:
         self.config = config
-        self.route = resolve(config.model, family=config.family)
+        self.route = resolve(config.model, family=config.family, service=config.service)
         api_key = resolve_api_key(config, self.route)
         api_base = resolve_api_base(config, self.route)
         self.provider: Provider = provider_class(self.route.provider)(
@@ -174,6 +174,7 @@ def fallback_config(config: ModelConfig, fallback: str | dict[str, Any]) -> Mode
             "api_key": SecretStr(spec["api_key"]) if spec.get("api_key") else None,
             "api_base": spec.get("api_base"),
             "family": spec.get("family"),
+            "service": spec.get("service"),
             # Rate limits belong to one route (account, provider): a fallback has its own.
             "rpm": spec.get("rpm"),
             "tpm": spec.get("tpm"),

@@ -59,6 +59,9 @@ class ModelConfig(BaseModel):
     """Pre-resize to exactly what the provider will process, so its own resize is a no-op."""
     family: str | None = None
     """Override the model family (grounding convention), e.g. ``qwen2.5-vl``."""
+    service: str | None = None
+    """Override the service whose image limits apply, e.g. ``anthropic`` for a gateway alias
+    whose real model is Claude (``litellm_proxy/<alias>`` finds both from the proxy itself)."""
     allow_private_urls: bool | list[str] = False
     """Allow image URLs that resolve to private or loopback addresses: ``True``, or a list of
     allowed addresses / networks such as ``["192.168.1.0/24"]``."""

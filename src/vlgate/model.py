@@ -789,4 +789,22 @@ def create(model: str | None = None, /, **config: Any) -> VlModel:
         raise ConfigError("create() needs a model, e.g. create('openai/gpt-4o-mini')")
     if model_name:
         model = f"{model}/{model_name}"
-    return VlModel(ModelConfig.build(model=model, **config))
+    cfg = ModelConfig.build(model=model, **config)
+    if model.startswith("litellm_proxy/") and not (cfg.family and cfg.service):
+        cfg = _learn_alias(cfg)
+    return VlModel(cfg)
+
+
+def _learn_alias(cfg: ModelConfig) -> ModelConfig:
+    """Family and service of a LiteLLM Proxy alias, from the proxy (once per process)."""
+    from .config import resolve_api_base, resolve_api_key
+    from .gateway import alias_info
+    from .registry import resolve
+
+    route = resolve(cfg.model)
+    api_base = resolve_api_base(cfg, route)
+    key = resolve_api_key(cfg, route)
+    family, service = alias_info(api_base or "", route.model, key)
+    return cfg.model_copy(
+        update={"family": cfg.family or family, "service": cfg.service or service}
+    )

@@ -17,7 +17,7 @@ Limits come from ``coords.md`` Part B (provider docs as of 2026); each row cites
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .errors import ConfigError
 
@@ -110,6 +110,12 @@ class ProviderSpec:
     """Requests in flight when ``max_concurrency`` is not set: hosted APIs take many at once
     (their limits are per minute, and 429s are retried); a local server or an in-process model
     works through a few at a time, and more would only queue into timeouts."""
+    litellm_prefix: str | None = None
+    """LiteLLM's provider prefix for this provider's models (gateway configs); ``None``: the
+    LiteLLM Proxy cannot serve them."""
+    params: str | None = None
+    """Key of the ``PARAMS`` table this wire takes, when it is not the service's own (a
+    gateway speaks one wire whatever service is behind it)."""
     description: str = ""
 
 
@@ -527,6 +533,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
     for p in [
         ProviderSpec(
             name="openai",
+            litellm_prefix="openai",
             target=_OPENAI_COMPAT,
             service="openai",
             key_env=("OPENAI_API_KEY",),
@@ -538,6 +545,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
         ),
         ProviderSpec(
             name="qwen",
+            litellm_prefix="dashscope",
             target=_OPENAI_COMPAT,
             service="dashscope",
             key_env=("DASHSCOPE_API_KEY", "ALIBABA_API_KEY"),
@@ -549,6 +557,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
         ),
         ProviderSpec(
             name="ollama",
+            litellm_prefix="ollama_chat",
             target=_OPENAI_COMPAT,
             service="ollama",
             key_env=("OLLAMA_API_KEY",),
@@ -562,6 +571,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
         ),
         ProviderSpec(
             name="vllm",
+            litellm_prefix="hosted_vllm",
             target=_OPENAI_COMPAT,
             service="vllm",
             key_env=("VLLM_API_KEY",),
@@ -574,6 +584,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
         ),
         ProviderSpec(
             name="anthropic",
+            litellm_prefix="anthropic",
             target="vlgate.providers.anthropic:AnthropicProvider",
             service="anthropic",
             key_env=("ANTHROPIC_API_KEY",),
@@ -584,6 +595,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
         ),
         ProviderSpec(
             name="gemini",
+            litellm_prefix="gemini",
             target="vlgate.providers.gemini:GeminiProvider",
             service="gemini",
             key_env=("GEMINI_API_KEY", "GOOGLE_API_KEY"),
@@ -610,6 +622,21 @@ PROVIDERS: dict[str, ProviderSpec] = {
             needs_key=False,
             concurrency=1,
             description="A Hugging Face transformers VLM run in-process (extra: local)",
+        ),
+        ProviderSpec(
+            name="litellm_proxy",
+            litellm_prefix="litellm_proxy",
+            target=_OPENAI_COMPAT,
+            service="generic",
+            key_env=("LITELLM_PROXY_API_KEY",),
+            base_url_env=("LITELLM_PROXY_API_BASE",),
+            needs_base_url=True,
+            native_json_schema=True,
+            # The proxy takes OpenAI's parameters and passes provider extras (top_k...) on to
+            # LiteLLM, which translates them for the model behind the alias.
+            params="vllm",
+            description="A LiteLLM Proxy (fleet gateway) by alias; family/service from the "
+            "proxy's model info or family=/service=",
         ),
         ProviderSpec(
             name="litellm",
@@ -829,7 +856,7 @@ def known_prefixes() -> list[str]:
     return sorted(set(PROVIDERS) | set(LITELLM_SERVICES))
 
 
-def resolve(model: str, *, family: str | None = None) -> Route:
+def resolve(model: str, *, family: str | None = None, service: str | None = None) -> Route:
     """Resolve a model string to the provider that sends it, the service limits and the family.
 
     ``openai/gpt-4o`` -> openai provider; ``anthropic/...``, ``gemini/...``, ``qwen/...``,
@@ -842,7 +869,19 @@ def resolve(model: str, *, family: str | None = None) -> Route:
         ('anthropic', 'anthropic', 'claude', 'claude-sonnet-4-6')
         >>> resolve("litellm/anthropic/claude-sonnet-4-6").provider.name
         'litellm'
+
+    ``service`` overrides whose image limits apply (a gateway alias whose real model is known).
     """
+    route = _resolve(model, family)
+    if service is None:
+        return route
+    if service not in SERVICES:
+        known = ", ".join(sorted(SERVICES))
+        raise ConfigError(f"unknown service {service!r}; known: {known}")
+    return replace(route, service=SERVICES[service])
+
+
+def _resolve(model: str, family: str | None) -> Route:
     if not model or not isinstance(model, str):
         raise ConfigError("model must be a non-empty string such as 'openai/gpt-4o-mini'")
     prefix, sep, rest = model.partition("/")

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from . import ask, batch, info, serve
+from . import ask, batch, gateway, info, serve
 from ._common import EXIT_CODES_HELP, echo, setup_logging
 
 HELP = f"""Ask any vision-language model about images: captions, questions, boxes, points, batches.
@@ -55,5 +55,5 @@ def _root(
     setup_logging(verbose, quiet)
 
 
-for _module in (ask, batch, info, serve):
+for _module in (ask, batch, gateway, info, serve):
     _module.register(app)

@@ -55,7 +55,9 @@ __all__ = [
 
 # Services that answer a bad key with 400 rather than 401 (Gemini: 400 INVALID_ARGUMENT
 # "API key not valid. Please pass a valid API key.").
-_AUTH_MESSAGES = ("api key not valid", "api_key_invalid", "invalid api key")
+# A LiteLLM Proxy with no key database takes only its master key and answers any other key with
+# 400 "No connected db." (with one, an unknown virtual key is a 401).
+_AUTH_MESSAGES = ("api key not valid", "api_key_invalid", "invalid api key", "no connected db")
 
 # Class names (anywhere in an exception's MRO) that mean "timed out" in libraries that do not
 # subclass the builtin TimeoutError: httpx.TimeoutException, openai.APITimeoutError.

@@ -39,7 +39,7 @@ class OpenAICompatProvider(Provider):
         self, route: Route, config: ModelConfig, api_key: str | None, api_base: str | None
     ) -> None:
         super().__init__(route, config, api_key, api_base)
-        self._params = param_table(route.service.name) or PARAMS["vllm"]
+        self._params = param_table(route.provider.params or route.service.name) or PARAMS["vllm"]
         self._url = (api_base or route.provider.base_url or "").rstrip("/") + "/chat/completions"
         headers = dict(config.extra_headers)
         if api_key:
