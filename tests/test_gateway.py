@@ -313,3 +313,12 @@ def test_alias_info_is_asked_once_per_process(proxy: tuple[str, Emulator]) -> No
     assert alias_info(base, "robot-gpt", MASTER) == ("gpt", "openai")
     with pytest.raises(vlgate.ConfigError, match="serves no alias 'nope'"):
         alias_info(base, "nope", MASTER)
+
+
+def test_proxy_lock_pins_the_same_litellm_as_the_dev_lock() -> None:
+    def pin(lock: str) -> str:
+        text = (ROOT / lock).read_text()
+        return next(ln.split()[0] for ln in text.splitlines() if ln.startswith("litellm=="))
+
+    assert pin("requirements-proxy.lock") == pin("requirements-dev.lock")
+    assert pin("requirements-proxy.lock") in (ROOT / "requirements-proxy.in").read_text()

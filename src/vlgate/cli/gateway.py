@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..errors import ConfigError
-from ._common import errors_to_exit
+from ._common import echo, errors_to_exit
 
 gateway_app = typer.Typer(
     name="gateway",
@@ -87,10 +87,10 @@ def init(
             )
         text = to_yaml(proxy_config(aliases, master_key_env=master_key_env))
         if output is None:
-            typer.echo(text, nl=False)
+            echo(text.rstrip("\n"))
         else:
             output.write_text(text, encoding="utf-8")
-            typer.echo(f"wrote {output} ({len(aliases)} aliases); run: litellm --config {output}")
+            echo(f"wrote {output} ({len(aliases)} aliases); run: litellm --config {output}")
 
 
 gateway_app.command("init")(init)
