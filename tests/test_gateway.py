@@ -31,6 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PROXY_BIN = Path(os.environ.get("VLGATE_LITELLM_PROXY", ROOT / ".venv-proxy" / "bin" / "litellm"))
 MASTER = "sk-fleet-master-0123"
 EMU_KEY = "emu-key"
+# Starting the proxy (a heavy import) takes ~10 s on an idle machine, minutes on a loaded one.
+pytestmark = pytest.mark.timeout(420)
 
 
 # --- config (pure) ----------------------------------------------------------------------------
@@ -208,7 +210,7 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Emula
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 120
+            deadline = time.monotonic() + 360
             while True:
                 try:
                     urllib.request.urlopen(base + "/health/liveliness", timeout=2).read()
