@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import hashlib
 import logging
 import threading
 import time
@@ -51,6 +52,7 @@ from .runtime.concurrency import ConcurrencyLimit, Gate, is_overload
 from .runtime.hooks import (
     ErrorEvent,
     Hooks,
+    ImageInfo,
     RequestEvent,
     ResponseEvent,
     RetryEvent,
@@ -222,18 +224,31 @@ class Stream:
         self._started = started
 
     async def __aiter__(self) -> AsyncIterator[str]:
+        # The text is kept only for a hook that asked for content.
+        parts: list[str] | None = [] if self._loop.hooks.wants_content else None
         try:
             if self._first is not None:
+                if parts is not None:
+                    parts.append(self._first)
                 yield self._first
             async for delta in self._deltas:
                 if isinstance(delta, Usage):
                     self.usage = self._loop.account_stream_usage(self._engine, self.usage, delta)
                 elif delta:
+                    if parts is not None:
+                        parts.append(delta)
                     yield delta
         finally:
             await _aclose(self._deltas)
         latency = time.perf_counter() - self._started
-        self._loop.emit_response(self._call, self._engine, self.usage, self.attempts, latency)
+        self._loop.emit_response(
+            self._call,
+            self._engine,
+            self.usage,
+            self.attempts,
+            latency,
+            text="".join(parts) if parts is not None else None,
+        )
 
 
 class AttemptLoop:
@@ -307,13 +322,14 @@ class AttemptLoop:
         now = time.monotonic()
         ready = [e for e in self.engines if e.cooldown_until <= now] or self.engines
         last: BaseException | None = None
-        for engine in ready:
+        for i, engine in enumerate(ready):
             try:
                 result = await op(engine)
             except VlgateError as exc:
                 # A client-side rate limit is no fault of the engine: fall back, no cooldown.
                 fallback = (exc.retryable or exc.client_side) and engine is not ready[-1]
-                self._emit_error(call, engine, exc, fallback)
+                next_model = ready[i + 1].route.requested if fallback else None
+                self._emit_error(call, engine, exc, fallback, next_model)
                 if not (exc.retryable or exc.client_side):
                     raise
                 if not exc.client_side:
@@ -371,7 +387,7 @@ class AttemptLoop:
             hit = self.cache.get(key)
             if hit is not None:
                 latency = time.perf_counter() - started
-                self.emit_response(call, engine, hit.usage, 0, latency, cached=True)
+                self.emit_response(call, engine, hit.usage, 0, latency, cached=True, completion=hit)
                 return Answer(
                     hit.text,
                     usage=hit.usage,
@@ -420,7 +436,7 @@ class AttemptLoop:
             self.cache.put(key, completion)
         self._account(usage)
         latency = time.perf_counter() - started
-        self.emit_response(call, engine, usage, attempts, latency)
+        self.emit_response(call, engine, usage, attempts, latency, completion=completion)
         return Answer(
             completion.text,
             usage=usage,
@@ -510,10 +526,18 @@ class AttemptLoop:
         self, call: _Call, engine: Engine, attempt: int, request: ChatRequest, estimate: int
     ) -> None:
         if self.hooks:
-            where = self._where(call, engine)
-            images = len(request.images)
+            images = request.images
             self.hooks.emit(
-                RequestEvent(**where, attempt=attempt, images=images, estimated_tokens=estimate)
+                RequestEvent(
+                    **self._where(call, engine),
+                    attempt=attempt,
+                    images=len(images),
+                    estimated_tokens=estimate,
+                    server=engine.provider.api_base,
+                    image_info=tuple(_image_info(img) for img in images),
+                    params=tuple(sorted(request.params)),
+                    prompt=_prompt_text(request) if self.hooks.wants_content else None,
+                )
             )
 
     def _on_retry(self, call: _Call, engine: Engine) -> Callable[[BaseException, int, float], None]:
@@ -532,7 +556,14 @@ class AttemptLoop:
 
         return on_retry
 
-    def _emit_error(self, call: _Call, engine: Engine, exc: VlgateError, fallback: bool) -> None:
+    def _emit_error(
+        self,
+        call: _Call,
+        engine: Engine,
+        exc: VlgateError,
+        fallback: bool,
+        fallback_to: str | None = None,
+    ) -> None:
         if self.hooks:
             failed = exc if isinstance(exc, ProviderError) else None
             self.hooks.emit(
@@ -542,6 +573,7 @@ class AttemptLoop:
                     error=type(exc).__name__,
                     status=failed.status if failed else None,
                     fallback=fallback,
+                    fallback_to=fallback_to,
                 )
             )
 
@@ -554,8 +586,12 @@ class AttemptLoop:
         latency: float,
         *,
         cached: bool = False,
+        completion: Completion | None = None,
+        text: str | None = None,
     ) -> None:
         if self.hooks:
+            if text is None and completion is not None:
+                text = completion.text
             self.hooks.emit(
                 ResponseEvent(
                     **self._where(call, engine),
@@ -566,8 +602,20 @@ class AttemptLoop:
                     image_tokens=usage.image_tokens,
                     cost=usage.cost,
                     cached=cached,
+                    response_model=completion.model if completion is not None else None,
+                    finish_reason=completion.finish_reason if completion is not None else None,
+                    text=text if self.hooks.wants_content else None,
                 )
             )
+
+
+def _image_info(image: EncodedImage) -> ImageInfo:
+    w, h = image.size
+    return ImageInfo(w, h, image.mime, len(image.data), hashlib.sha256(image.data).hexdigest()[:16])
+
+
+def _prompt_text(request: ChatRequest) -> str:
+    return "\n".join(p for m in request.messages for p in m.parts if isinstance(p, str))
 
 
 async def _aclose(iterator: AsyncIterator[Any]) -> None:

@@ -106,16 +106,17 @@ class VlModel:
         """Tokens and cost of every answer so far."""
         return self._loop.usage
 
-    def add_hook(self, hook: Hook) -> None:
+    def add_hook(self, hook: Hook, *, content: bool = False) -> None:
         """Call ``hook`` with an event record at every request, retry, error and response.
 
-        The events (:mod:`vlgate.runtime.hooks`) carry names, counts and timings, never image
-        bytes, prompts or keys. A hook that raises is logged and ignored.
+        The events (:mod:`vlgate.runtime.hooks`) carry names, counts, sizes and timings, never
+        image bytes or keys; prompts and answers only with ``content=True``. A hook that raises
+        is logged and ignored.
 
         Example:
             >>> model.add_hook(lambda event: print(type(event).__name__))  # doctest: +SKIP
         """
-        self._loop.hooks.add(hook)
+        self._loop.hooks.add(hook, content=content)
 
     def __repr__(self) -> str:
         route = self._primary.route
@@ -772,7 +773,9 @@ def create(model: str | None = None, /, **config: Any) -> VlModel:
     ``ollama/qwen2.5vl:7b``, ``vllm/Qwen/Qwen2.5-VL-7B-Instruct``) or any LiteLLM model string
     (``anthropic/claude-sonnet-4-6``, ``gemini/gemini-2.5-flash``, ``bedrock/...``), or a short
     provider name with ``model_name=...`` (``create("litellm", model_name="anthropic/...")``).
-    ``config`` are :class:`~vlgate.ModelConfig` options.
+    ``config`` are :class:`~vlgate.ModelConfig` options, plus ``hooks=[callable, ...]``:
+    called with an event record (:mod:`vlgate.runtime.hooks`) at every request, retry, error
+    and response (see :meth:`VlModel.add_hook`).
 
     Raises:
         ConfigError: unknown model or option, or no API key for a hosted provider (the error
@@ -782,6 +785,9 @@ def create(model: str | None = None, /, **config: Any) -> VlModel:
         >>> vlgate.create("anthropic/claude-sonnet-4-6", max_concurrency=8)  # doctest: +SKIP
     """
     model_name = config.pop("model_name", None)
+    hooks = config.pop("hooks", None) or ()
+    if callable(hooks) or not all(callable(h) for h in hooks):
+        raise ConfigError("hooks must be a list of callables, each taking one event")
     if model is None:
         model = config.pop("model", None) or model_name
         model_name = None
@@ -792,7 +798,10 @@ def create(model: str | None = None, /, **config: Any) -> VlModel:
     cfg = ModelConfig.build(model=model, **config)
     if model.startswith("litellm_proxy/") and not (cfg.family and cfg.service):
         cfg = _learn_alias(cfg)
-    return VlModel(cfg)
+    vl_model = VlModel(cfg)
+    for hook in hooks:
+        vl_model.add_hook(hook)
+    return vl_model
 
 
 def _learn_alias(cfg: ModelConfig) -> ModelConfig:

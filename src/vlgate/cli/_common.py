@@ -142,6 +142,9 @@ class _RedactingFilter(logging.Filter):
 _handler: logging.Handler | None = None
 
 
+_verbosity = 0
+
+
 def setup_logging(verbose: int, quiet: bool) -> None:
     """``-v``: vlgate's debug log on stderr; ``-q``: errors only. Keys are masked."""
     global _handler
@@ -153,7 +156,19 @@ def setup_logging(verbose: int, quiet: bool) -> None:
     handler.addFilter(_RedactingFilter())
     logger.addHandler(handler)
     _handler = handler
-    level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.WARNING
+    # -v: a line per request, retry, fallback and answer (the LogHook build_model adds);
+    # -vv: with each request's shape, and vlgate's debug log.
+    global _verbosity
+    _verbosity = 0 if quiet else verbose
+    level = (
+        logging.ERROR
+        if quiet
+        else logging.DEBUG
+        if verbose >= 2
+        else logging.INFO
+        if verbose
+        else logging.WARNING
+    )
     logger.setLevel(level)
     logger.propagate = False
 
@@ -201,7 +216,10 @@ def build_model(overrides: Mapping[str, Any]) -> VlModel:
             if v is not None
         )
         log.debug("settings: %s", shown)
-    return create(**model_options(settings))
+    from ..runtime.hooks import LogHook
+
+    hooks = [LogHook(detail=_verbosity >= 2)] if _verbosity else []
+    return create(**model_options(settings), hooks=hooks)
 
 
 def json_safe(text: str) -> str:
