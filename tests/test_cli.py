@@ -131,7 +131,17 @@ def test_verbose_logs_debug_without_keys(
         env=_env(),
     )
     assert result.exit_code == 0, result.output
-    assert "DEBUG vlgate" in result.stderr
+    # -v: one line per request and answer; -vv: with the request's shape, and the debug log.
+    assert "INFO vlgate: -> " in result.stderr and "INFO vlgate: <- " in result.stderr
+    assert "DEBUG vlgate" not in result.stderr
+    assert KEY not in result.output
+    result = runner.invoke(
+        app,
+        ["-vv", "detect", str(path), "unicorn", *_emu_args(emulator)],
+        env=_env(),
+    )
+    assert result.exit_code == 0, result.output
+    assert "DEBUG vlgate" in result.stderr and "images=[" in result.stderr
     assert KEY not in result.output
 
 
