@@ -170,6 +170,9 @@ class HttpClient:
     ) -> AsyncIterator[tuple[str | None, str]]:
         """POST ``body`` and yield its server-sent events as ``(event name or None, data)``.
 
+        A server that ignores ``"stream": true`` and answers with one JSON document yields it
+        once as ``("application/json", text)``.
+
         ``timeout`` bounds connecting and each wait for the next bytes, not the whole stream
         (the same as for :meth:`request`).
         """
@@ -182,6 +185,9 @@ class HttpClient:
             ) as resp:
                 if resp.status >= 300:
                     raise self._status(resp.status, resp.headers, await resp.read())
+                if resp.content_type == "application/json":
+                    yield "application/json", (await resp.read()).decode("utf-8", "replace")
+                    return
                 event: str | None = None
                 data: list[str] = []
                 async for raw_line in resp.content:

@@ -31,12 +31,10 @@ import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
-
 from .. import errors
 from ..registry import PARAMS
-from ..runtime.loop import PerLoop
-from ._errors import error_for_status, error_for_transport, error_message, malformed_answer
+from ._errors import error_message, malformed_answer
+from ._http import HttpClient
 from .base import ChatRequest, Completion, Provider, Usage
 from .params import place
 
@@ -68,19 +66,12 @@ class MoondreamProvider(Provider):
         self._base = base.rstrip("/")
         default = route.provider.default_model
         self._model_field = route.model if route.model != default else None
-        self._clients = PerLoop(lambda: httpx.AsyncClient(timeout=self.config.timeout))
-
-    # --- plumbing -----------------------------------------------------------------------------
-
-    def _client(self) -> httpx.AsyncClient:
-        return self._clients.get()
-
-    def _headers(self, request: ChatRequest) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", **(self.config.extra_headers or {})}
-        headers.update(request.extra_headers)
-        if self._api_key:
-            headers[_AUTH_HEADER] = self._api_key
-        return headers
+        headers = dict(config.extra_headers)
+        if api_key:
+            headers[_AUTH_HEADER] = api_key
+        self._http = HttpClient(
+            provider=route.provider.name, model=route.model, headers=headers, secrets=(api_key,)
+        )
 
     def _where(self) -> dict[str, Any]:
         return {"provider": self.route.provider.name, "model": self.route.model}
@@ -133,16 +124,6 @@ class MoondreamProvider(Provider):
             body["model"] = self._model_field
         return endpoint, key, body, reasons
 
-    def _status_error(self, status: int, headers: httpx.Headers, raw: bytes) -> errors.VlgateError:
-        return error_for_status(status, raw, headers, secrets=(self._api_key,), **self._where())
-
-    def _transport_error(
-        self, exc: httpx.HTTPError, during: str, request: ChatRequest
-    ) -> errors.VlgateError:
-        return error_for_transport(
-            exc, secrets=(self._api_key,), timeout=request.timeout, during=during, **self._where()
-        )
-
     # --- the Provider interface ---------------------------------------------------------------
 
     async def complete(self, request: ChatRequest) -> Completion:
@@ -162,38 +143,25 @@ class MoondreamProvider(Provider):
         self, request: ChatRequest, task: str | None = None, target: str | None = None
     ) -> Completion:
         endpoint, key, body, dropped = self._body(request, task, target)
-        url = f"{self._base}/{endpoint}"
-        failure: errors.VlgateError | None = None
-        try:
-            resp = await self._client().post(
-                url, json=body, headers=self._headers(request), timeout=request.timeout
-            )
-        except httpx.HTTPError as exc:
-            failure = self._transport_error(exc, "the request", request)
-        if failure is not None:
-            # Raised outside the handler: httpx errors hold the request and its auth header.
-            raise failure
-        if resp.status_code >= 400:
-            raise self._status_error(resp.status_code, resp.headers, resp.content)
-        try:
-            data = resp.json()
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            raise malformed_answer("not a JSON object", status=resp.status_code, **self._where())
+        data = await self._http.post_json(
+            f"{self._base}/{endpoint}",
+            body,
+            timeout=request.timeout,
+            headers=request.extra_headers or None,
+        )
         usage = Usage(requests=1)
         if key is not None and key in _TEXT_KEYS:
             answer = data.get(key)
             if not isinstance(answer, str) or not answer:
                 raise errors.ResponseError(
-                    "the model returned an empty caption", raw=resp.text, retryable=True
+                    "the model returned an empty caption", raw=json.dumps(data), retryable=True
                 )
             text = answer
         elif key is not None:
             found = data.get(key)
             if not isinstance(found, list):
                 raise errors.ResponseError(
-                    f"Moondream's /{endpoint} answer has no {key!r} list", raw=resp.text
+                    f"Moondream's /{endpoint} answer has no {key!r} list", raw=json.dumps(data)
                 )
             # The answer keeps Moondream's own shape: the moondream convention parses it.
             text = json.dumps({key: found})
@@ -201,7 +169,7 @@ class MoondreamProvider(Provider):
             answer = data.get("answer")
             if not isinstance(answer, str) or not answer:
                 raise errors.ResponseError(
-                    "the model returned an empty answer", raw=resp.text, retryable=True
+                    "the model returned an empty answer", raw=json.dumps(data), retryable=True
                 )
             text = answer
         return Completion(
@@ -216,48 +184,36 @@ class MoondreamProvider(Provider):
     async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
         endpoint, _, body, _ = self._body(request)
         body["stream"] = True
-        url = f"{self._base}/{endpoint}"
         completed = False
-        failure: errors.VlgateError | None = None
-        try:
-            async with self._client().stream(
-                "POST", url, json=body, headers=self._headers(request), timeout=request.timeout
-            ) as resp:
-                if resp.status_code >= 400:
-                    raw = await resp.aread()
-                    raise self._status_error(resp.status_code, resp.headers, raw)
-                if resp.headers.get("content-type", "").startswith("application/json"):
-                    # A server that ignores "stream": one JSON answer.
-                    data = json.loads(await resp.aread())
-                    answer = (
-                        data.get("answer", data.get("caption")) if isinstance(data, dict) else None
-                    )
-                    if isinstance(answer, str) and answer:
-                        yield answer
-                    return
-                async for line in resp.aiter_lines():
-                    event = _sse_data(line)
-                    if event is None:
-                        continue
-                    if "error" in event:
-                        msg, _ = error_message(json.dumps(event))
-                        raise errors.ProviderError(
-                            self._clean(msg), retryable=True, **self._where()
-                        )
-                    delta = event.get("chunk", event.get("text"))
-                    if isinstance(delta, str) and delta:
-                        yield delta
-                    if event.get("completed"):
-                        completed = True
-                        break
-        except httpx.HTTPError as exc:
-            failure = self._transport_error(exc, "the stream", request)
-        except ValueError as exc:
-            failure = errors.ProviderError(
-                self._clean(f"malformed stream event: {exc}"), **self._where()
-            )
-        if failure is not None:
-            raise failure  # outside the handler, as in _call()
+        async for kind, data in self._http.sse(
+            f"{self._base}/{endpoint}",
+            body,
+            timeout=request.timeout,
+            headers=request.extra_headers or None,
+        ):
+            if kind == "application/json":
+                # A server that ignores "stream": one JSON answer.
+                whole = self._http.parse_event(data)
+                answer = (
+                    whole.get("answer", whole.get("caption")) if isinstance(whole, dict) else None
+                )
+                if isinstance(answer, str) and answer:
+                    yield answer
+                return
+            if data == "[DONE]":
+                continue
+            event = self._http.parse_event(data)
+            if not isinstance(event, dict):
+                raise malformed_answer("stream event is not a JSON object", **self._where())
+            if "error" in event:
+                msg, _ = error_message(data)
+                raise errors.ProviderError(self._clean(msg), retryable=True, **self._where())
+            delta = event.get("chunk", event.get("text"))
+            if isinstance(delta, str) and delta:
+                yield delta
+            if event.get("completed"):
+                completed = True
+                break
         if not completed:
             raise errors.ConnectionError(
                 "the stream ended before the answer was complete (no 'completed' event)",
@@ -271,9 +227,7 @@ class MoondreamProvider(Provider):
             await self._client().get(self._base + "/", timeout=min(self.config.timeout, 10.0))
 
     async def aclose(self) -> None:
-        client = self._clients.pop()
-        if client is not None:
-            await client.aclose()
+        await self._http.aclose()
 
 
 def _question(request: ChatRequest) -> str:
@@ -289,13 +243,3 @@ def _question(request: ChatRequest) -> str:
     if not question:
         raise errors.ConfigError("Moondream's /query needs a question")
     return question
-
-
-def _sse_data(line: str) -> dict[str, Any] | None:
-    if not line.startswith("data:"):
-        return None
-    payload = line[5:].strip()
-    if not payload or payload == "[DONE]":
-        return None
-    event = json.loads(payload)
-    return event if isinstance(event, dict) else None
