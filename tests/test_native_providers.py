@@ -213,3 +213,17 @@ def test_gemini_rate_limit_reads_retry_info_delay() -> None:
     )
     err = error_for_status(429, raw, {}, provider="gemini", model="m")
     assert isinstance(err, vlgate.RateLimitError) and err.retry_after == 47.0
+
+
+@pytest.mark.parametrize("model", [CLAUDE, GEMINI, "openai/gpt-4o-mini"])
+def test_proxy_environment_is_honoured(
+    emulator: Emulator, model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP(S)_PROXY reach the shared client (as they did through the openai SDK's httpx): the
+    emulator stands in for the proxy, so a host that does not resolve still gets an answer."""
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", emulator.url)
+    base = "http://vlgate-behind-proxy.invalid" + ("/v1" if model.startswith("openai") else "")
+    assert make(emulator, model, api_base=base).query(png_bytes(), "hi")
+    assert emulator.last.status == 200

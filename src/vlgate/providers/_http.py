@@ -69,7 +69,8 @@ class HttpClient:
     def _new_session(self) -> aiohttp.ClientSession:
         # limit=0: vlgate's own semaphore bounds concurrency; a second cap here only queues.
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
-        return aiohttp.ClientSession(connector=connector)
+        # trust_env: HTTPS_PROXY / NO_PROXY are honoured, as they were through the openai SDK.
+        return aiohttp.ClientSession(connector=connector, trust_env=True)
 
     def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
         t = self._timeouts.get(seconds)
