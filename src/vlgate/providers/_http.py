@@ -15,8 +15,11 @@ import json
 import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
+from yarl import URL
 
 from .. import errors
 from ..runtime.loop import PerLoop
@@ -65,12 +68,29 @@ class HttpClient:
             self._new_session, close=_close_session
         )
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._proxies: dict[tuple[str, str], tuple[str | None, aiohttp.BasicAuth | None]] = {}
 
     def _new_session(self) -> aiohttp.ClientSession:
         # limit=0: vlgate's own semaphore bounds concurrency; a second cap here only queues.
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
-        # trust_env: HTTPS_PROXY / NO_PROXY are honoured, as they were through the openai SDK.
-        return aiohttp.ClientSession(connector=connector, trust_env=True)
+        # No cookie jar (APIs set none vlgate needs) and no trust_env: aiohttp would look up
+        # netrc and the proxy in a worker thread on every request; _proxy() does it once per host.
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
+    def _proxy(self, url: str) -> tuple[str | None, aiohttp.BasicAuth | None]:
+        """The proxy for ``url`` from HTTP(S)_PROXY / NO_PROXY, as the openai SDK's httpx took it;
+        looked up once per scheme and host."""
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc)
+        found = self._proxies.get(key)
+        if found is None:
+            try:
+                proxy, auth = get_env_proxy_for_url(URL(url))
+                found = (str(proxy), auth)
+            except LookupError:
+                found = (None, None)
+            self._proxies[key] = found
+        return found
 
     def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
         t = self._timeouts.get(seconds)
@@ -105,9 +125,15 @@ class HttpClient:
     ) -> tuple[int, Mapping[str, str], bytes]:
         """POST ``body``; return (status, headers, raw body). Transport faults are raised mapped."""
         session = self._sessions.get()
+        proxy, proxy_auth = self._proxy(url)
         try:
             async with session.post(
-                url, data=body, headers=self._merged(headers), timeout=self._timeout(timeout)
+                url,
+                data=body,
+                headers=self._merged(headers),
+                timeout=self._timeout(timeout),
+                proxy=proxy,
+                proxy_auth=proxy_auth,
             ) as resp:
                 raw = await resp.read()
                 return resp.status, resp.headers, raw
@@ -181,8 +207,14 @@ class HttpClient:
         limits = self._timeout(timeout)
         failure: errors.VlgateError | None = None
         try:
+            proxy, proxy_auth = self._proxy(url)
             async with session.post(
-                url, data=dumps(body), headers=self._merged(headers), timeout=limits
+                url,
+                data=dumps(body),
+                headers=self._merged(headers),
+                timeout=limits,
+                proxy=proxy,
+                proxy_auth=proxy_auth,
             ) as resp:
                 if resp.status >= 300:
                     raise self._status(resp.status, resp.headers, await resp.read())
