@@ -148,8 +148,11 @@ class HttpClient:
 
         Best effort: a server that is down is reported by the first real request instead."""
         session = self._sessions.get()
+        proxy, proxy_auth = self._proxy(url)
         try:
-            async with session.get(url, timeout=self._timeout(timeout)) as resp:
+            async with session.get(
+                url, timeout=self._timeout(timeout), proxy=proxy, proxy_auth=proxy_auth
+            ) as resp:
                 await resp.read()
         except _TRANSPORT_ERRORS as exc:
             log.debug("warm-up of %s: %s", self.provider, type(exc).__name__)

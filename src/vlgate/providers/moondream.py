@@ -26,7 +26,6 @@ fields). ``{"text": ...}`` deltas are accepted too. A stream that ends without `
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Literal
@@ -221,10 +220,8 @@ class MoondreamProvider(Provider):
             )
 
     async def warmup(self) -> None:
-        """Open the connection to the endpoint now (one bare ``GET`` of the base URL)."""
-        # Best effort: the first real request reports a server that is down.
-        with contextlib.suppress(httpx.HTTPError):
-            await self._client().get(self._base + "/", timeout=min(self.config.timeout, 10.0))
+        """Open the connection to the endpoint now (``VlModel.start``; ``HttpClient.warm``)."""
+        await self._http.warm(self._base + "/", timeout=min(self.config.timeout, 10.0))
 
     async def aclose(self) -> None:
         await self._http.aclose()
