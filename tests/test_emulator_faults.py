@@ -151,7 +151,8 @@ def test_hang_outlasts_client_timeout_without_blocking_others(emulator: Emulator
     time.sleep(0.05)
     t0 = time.perf_counter()
     r = httpx.post(emulator.openai_base + "/chat/completions", json=body(), headers=H, timeout=2)
-    assert r.status_code == 200 and time.perf_counter() - t0 < 0.25
+    # Not queued behind the 3 s hang (a generous bound: shared CI machines are noisy).
+    assert r.status_code == 200 and time.perf_counter() - t0 < 1.5
     t.join(5)
     assert len(errors) == 1 and isinstance(errors[0], httpx.ReadTimeout)
 
