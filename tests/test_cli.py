@@ -16,6 +16,9 @@ from vlgate.testing.scenes import make_scene
 
 MODEL = "openai/qwen2.5-vl-7b"
 KEY = "emu-key"
+RECORD_SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[1] / "docs" / "batch-record.schema.json").read_text()
+)
 
 
 @pytest.fixture
@@ -64,7 +67,9 @@ def test_query_json_output(
     )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert set(data) == {"answer", "model", "usage", "attempts"}
+    assert set(data) == set(RECORD_SCHEMA["required"])
+    assert data["task"] == "query" and data["prompt"] == "How many shapes?"
+    assert data["error"] is None and data["detections"] is None
     assert data["answer"].startswith("There are 3")
     assert data["attempts"] == 1
     assert data["usage"]["input_tokens"] > 0 and data["usage"]["output_tokens"] > 0
@@ -196,7 +201,7 @@ def test_point_json_and_html(
     x1, y1, x2, y2 = target.box
     assert x1 <= x <= x2 and y1 <= y <= y2
     page = html.read_text()
-    assert page.count('class="point"') == len(points)
+    assert page.count('class="point"') == 2 * len(points)  # thumbnail and full-size view
     assert 'viewBox="0 0 800 600"' in page
 
 
@@ -259,7 +264,8 @@ def test_models_filters_and_table(runner: CliRunner) -> None:
     assert "gemini" in result.stdout and "box_2d" in result.stdout
     assert "anthropic/ (litellm)" in result.stdout
     assert "qwen2.5-vl" not in result.stdout
-    assert runner.invoke(app, ["models", "--family", "nope", "--provider", "nope"]).exit_code == 1
+    unknown = runner.invoke(app, ["models", "--family", "nope"])
+    assert unknown.exit_code == 2 and "known: " in unknown.stderr
 
 
 def test_doctor_names_keys_never_values(runner: CliRunner) -> None:
@@ -362,6 +368,18 @@ def test_emulate_serves_until_interrupted(tmp_path: Path) -> None:
         assert proc.stdout is not None
         first = proc.stdout.readline()
         assert f"127.0.0.1:{port}" in first
+        banner = [proc.stdout.readline() for _ in range(10)]
+        base = f"http://127.0.0.1:{port}"
+        for name, url in [
+            ("OpenAI", f"{base}/v1"),
+            ("vLLM", f"{base}/v1"),
+            ("Anthropic", base),
+            ("Gemini", base),
+            ("Ollama /v1", f"{base}/ollama/v1"),
+            ("Ollama native", base),
+            ("Moondream", f"{base}/moondream/v1"),
+        ]:
+            assert any(ln.strip().startswith(name) and f" {url} " in ln for ln in banner), name
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -376,7 +394,8 @@ def test_emulate_serves_until_interrupted(tmp_path: Path) -> None:
                 time.sleep(0.1)
         assert r.status_code == 200
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=10) == 0
+        assert proc.wait(timeout=10) == 130  # like every command interrupted by Ctrl-C
+        assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -90,6 +90,7 @@ def test_batch_limit_then_resume_with_a_corrupt_file(tmp_path: Path, emulator: E
     bad = by_image[str(corrupt)]
     assert bad["error"]["type"] == "ImageError"  # type: ignore[index]
     assert str(corrupt) in bad["error"]["message"]  # type: ignore[index]
+    assert bad["answer"] is None and bad["usage"] is None and bad["model"] is None
     for path, count in truth.items():
         rec = by_image[path]
         assert rec["error"] is None
@@ -114,8 +115,9 @@ def test_provider_fault_recorded_then_retried(tmp_path: Path, emulator: Emulator
     args = batch_args(emulator, folder, out, "--max-retries", "0", "-c", "1")
     result = runner.invoke(app, args, env=env)
     assert result.exit_code == 1, result.output
-    errors = [r["error"] for r in read_lines(out) if r["error"]]
-    assert len(errors) == 2
+    failed = [r for r in read_lines(out) if r["error"]]
+    assert len(failed) == 2
+    errors = [r["error"] for r in failed]
     assert all(e["type"] == "ProviderError" for e in errors), errors  # type: ignore[index]
     assert all("HTTP 503" in e["message"] or "HTTP 400" in e["message"] for e in errors)  # type: ignore[index]
     assert "6 of 6 image(s) done, 4 ok, 2 failed" in result.stdout
@@ -153,7 +155,7 @@ def test_batch_detect_with_html_report(tmp_path: Path, emulator: Emulator) -> No
         assert rec["image_size"] == [320, 240]
     page = html.read_text()
     assert page.count('<article class="card ok">') == 5
-    assert page.count('class="box"') == sum(truth.values())
+    assert page.count('class="box"') == 2 * sum(truth.values())  # thumbnail and full view
 
 
 def test_batch_json_schema(tmp_path: Path, emulator: Emulator) -> None:
@@ -170,7 +172,7 @@ def test_batch_json_schema(tmp_path: Path, emulator: Emulator) -> None:
         )
     )
     out = tmp_path / "j.jsonl"
-    args = batch_args(emulator, folder, out, "--json", str(schema))
+    args = batch_args(emulator, folder, out, "--schema", str(schema))
     result = CliRunner().invoke(app, args, env={"OPENAI_API_KEY": KEY})
     assert result.exit_code == 0, result.output
     for rec in read_lines(out):
@@ -265,6 +267,7 @@ def test_500_scenes_with_progress_bar_interrupted_and_resumed(
     # The progress bar was drawn: counts, rate, and tokens so far.
     assert re.search(r"\d+/500", stderr), stderr[-2000:]
     assert "it/s" in stderr and "tok" in stderr
+    assert "\x1b[" not in stderr  # stderr is a pipe: plain progress lines, no ANSI codes
 
     proc = _start_batch(emulator, folder, out, "-c", "16", "--progress")
     stdout, stderr = proc.communicate(timeout=60)

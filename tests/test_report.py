@@ -110,7 +110,7 @@ def test_every_text_field_is_escaped(tmp_path: Path) -> None:
     assert "<script" not in page
     doc = parse(page)
     assert [t for t, _ in doc.tags if t == "script"] == []
-    assert sum(1 for t, _ in doc.tags if t == "img") == 1  # only the thumbnail
+    assert sum(1 for t, _ in doc.tags if t == "img") == 2  # the thumbnail and its full view
     assert all(not k.startswith("on") for _, attrs in doc.tags for k in attrs)
     # The text reads back exactly as written.
     text = "".join(doc.text)

@@ -115,7 +115,8 @@ def test_renders_images_and_boxes_on_a_phone(
     run = _chromium(tmp_path, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri())
     attrs = _body_attrs(run.stdout)
     assert attrs.get("data-probe") == "done", run.stderr[-2000:]
-    assert attrs["data-images"] == "2/2"  # both thumbnails decoded (the broken one has none)
+    # Both thumbnails and their full-size views decoded (the broken one has none).
+    assert attrs["data-images"] == "4/4"
     assert attrs["data-overflow"] == "false"  # no sideways scrolling at phone width
     assert "data-pwned" not in attrs  # the hostile answer stayed text
     assert "bold?" in run.stdout and "<b>bold?</b>" not in run.stdout

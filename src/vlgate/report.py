@@ -6,6 +6,11 @@ text is HTML-escaped, and a Content-Security-Policy forbids scripts and any non-
 so a hostile answer or file name cannot run code. The page has no external resources: it opens
 offline, on a phone, or as a CI artifact.
 
+Readable at any count: each thumbnail opens a full-size view (a CSS ``:target`` overlay, no
+script) with the boxes drawn and labelled; label sizes follow the image; past
+``grounding.draw.LABEL_LIMIT`` results a card lists each label once in a legend (colour, label,
+count) instead of labelling every box; a detect/point card that found nothing says "0 found".
+
 Example:
     >>> item = ReportItem(image=None, title="a.png", answer="Two <cups>")
     >>> page = render_report([item], title="demo")
@@ -19,6 +24,7 @@ import base64
 import html
 import io
 import json
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,20 +43,6 @@ __all__ = [
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 """The page's Content-Security-Policy: no scripts, no network, inline styles only."""
-
-# Distinct, readable on light and dark image content.
-_COLOURS = (
-    "#e6194b",
-    "#3cb44b",
-    "#4363d8",
-    "#f58231",
-    "#911eb4",
-    "#42d4f4",
-    "#f032e6",
-    "#bfef45",
-    "#9a6324",
-    "#ffe119",
-)
 
 
 @dataclass
@@ -72,6 +64,8 @@ class ReportItem:
     image_size: tuple[int, int] | None = None
     error: Mapping[str, Any] | None = None
     meta: dict[str, str] = field(default_factory=dict)
+    grounded: bool = False
+    """A detect/point result: the card says "0 found" when nothing was found."""
 
 
 def item_from_record(record: BatchRecord | Mapping[str, Any]) -> ReportItem:
@@ -103,7 +97,24 @@ def item_from_record(record: BatchRecord | Mapping[str, Any]) -> ReportItem:
         image_size=rec.image_size,
         error=error,
         meta=meta,
+        grounded=rec.task in ("detect", "point"),
     )
+
+
+def _load_upright(image: Any) -> Any:
+    from .image import Image
+
+    loaded = image if isinstance(image, Image) else Image.load(image)
+    pil = loaded.to_pil()
+    return pil if pil.mode == "RGB" else pil.convert("RGB")
+
+
+def _jpeg_uri(pil: Any, max_side: int, quality: int) -> str:
+    pil = pil.copy()
+    pil.thumbnail((max_side, max_side))
+    buf = io.BytesIO()
+    pil.save(buf, format="JPEG", quality=quality, optimize=True)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def thumbnail_data_uri(image: Any, max_side: int = 480, quality: int = 72) -> tuple[str, int, int]:
@@ -112,17 +123,9 @@ def thumbnail_data_uri(image: Any, max_side: int = 480, quality: int = 72) -> tu
     Raises:
         vlgate.ImageError: the image cannot be loaded.
     """
-    from .image import Image
-
-    loaded = image if isinstance(image, Image) else Image.load(image)
-    pil = loaded.to_pil()
+    pil = _load_upright(image)
     width, height = pil.size
-    if pil.mode != "RGB":
-        pil = pil.convert("RGB")
-    pil.thumbnail((max_side, max_side))
-    buf = io.BytesIO()
-    pil.save(buf, format="JPEG", quality=quality, optimize=True)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode(), width, height
+    return _jpeg_uri(pil, max_side, quality), width, height
 
 
 def _e(value: Any) -> str:
@@ -133,73 +136,169 @@ def _num(value: Any) -> str:
     return f"{float(value):.1f}"
 
 
-def _overlay(item: ReportItem, width: int, height: int) -> str:
-    if not item.detections and not item.points:
-        return ""
+def _hex(rgb: tuple[int, int, int]) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
+
+
+def _results(item: ReportItem) -> list[tuple[str, str, tuple[float, ...]]]:
+    """``(kind, label, coordinates)`` of every well-formed box and point of a card."""
+    out: list[tuple[str, str, tuple[float, ...]]] = []
+    for kind, key, n, rows in (
+        ("box", "xyxy", 4, item.detections),
+        ("point", "xy", 2, item.points),
+    ):
+        for row in rows:
+            try:
+                values = tuple(float(v) for v in row[key])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if len(values) == n:
+                out.append((kind, str(row.get("label", "")), values))
+    return out
+
+
+def _palette(results: list[tuple[str, str, tuple[float, ...]]]) -> dict[str, str]:
+    """A colour per label, in order of first appearance (the same as ``annotate``'s)."""
+    from .grounding.draw import colour_of_index
+
     colours: dict[str, str] = {}
+    for _, label, _ in results:
+        if label not in colours:
+            colours[label] = _hex(colour_of_index(len(colours)))
+    return colours
 
-    def colour(label: str) -> str:
-        return colours.setdefault(label, _COLOURS[len(colours) % len(_COLOURS)])
 
-    font = max(10.0, min(width, height) / 28)
-    radius = max(3.0, min(width, height) / 90)
+def _overlay(
+    results: list[tuple[str, str, tuple[float, ...]]],
+    colours: Mapping[str, str],
+    width: int,
+    height: int,
+    *,
+    labels: bool,
+    font_frac: float,
+) -> str:
+    """Boxes and points as SVG in the original image's pixel frame (``viewBox``), so they stay
+    on target at any displayed size. ``font_frac``: label height as a fraction of the short
+    side (larger on thumbnails, which are shown small)."""
+    if not results:
+        return ""
+    short = min(width, height)
+    font = max(1.0, short * font_frac)
+    radius = max(2.0, short / 110)
     parts = [
         f'<svg class="overlay" viewBox="0 0 {width} {height}" preserveAspectRatio="none" '
         'xmlns="http://www.w3.org/2000/svg" aria-hidden="true">'
     ]
-    for det in item.detections:
-        try:
-            x1, y1, x2, y2 = (float(v) for v in det["xyxy"])
-        except (KeyError, TypeError, ValueError):
-            continue
-        label = str(det.get("label", ""))
-        c = colour(label)
-        parts.append(
-            f'<rect class="box" x="{_num(x1)}" y="{_num(y1)}" width="{_num(x2 - x1)}" '
-            f'height="{_num(y2 - y1)}" stroke="{c}" data-label="{_e(label)}"/>'
-        )
-        # Labels of boxes on the right half end at the box's right edge, so they stay inside.
-        right = x1 > width / 2
-        parts.append(
-            f'<text x="{_num(x2 if right else x1)}" y="{_num(max(font, y1 - font * 0.25))}" '
-            f'text-anchor="{"end" if right else "start"}" '
-            f'font-size="{_num(font)}" fill="{c}">{_e(label)}</text>'
-        )
-    for pt in item.points:
-        try:
-            x, y = (float(v) for v in pt["xy"])
-        except (KeyError, TypeError, ValueError):
-            continue
-        label = str(pt.get("label", ""))
-        c = colour(label)
-        parts.append(
-            f'<circle class="point" cx="{_num(x)}" cy="{_num(y)}" r="{_num(radius)}" '
-            f'fill="{c}" data-label="{_e(label)}"/>'
-        )
-        right = x > width / 2
-        tx = x - radius * 1.5 if right else x + radius * 1.5
-        parts.append(
-            f'<text x="{_num(tx)}" y="{_num(y)}" text-anchor="{"end" if right else "start"}" '
-            f'font-size="{_num(font)}" fill="{c}">{_e(label)}</text>'
-        )
+    for kind, label, v in results:
+        c = colours[label]
+        if kind == "box":
+            x1, y1, x2, y2 = v
+            parts.append(
+                f'<rect class="box" x="{_num(x1)}" y="{_num(y1)}" width="{_num(x2 - x1)}" '
+                f'height="{_num(y2 - y1)}" stroke="{c}" data-label="{_e(label)}">'
+                f"<title>{_e(label)}</title></rect>"
+            )
+            # Labels of boxes on the right half end at the box's right edge, inside the image.
+            right = x1 > width / 2
+            tx, ty = (x2 if right else x1), max(font, y1 - font * 0.25)
+        else:
+            x, y = v
+            parts.append(
+                f'<circle class="point" cx="{_num(x)}" cy="{_num(y)}" r="{_num(radius)}" '
+                f'fill="{c}" data-label="{_e(label)}"><title>{_e(label)}</title></circle>'
+            )
+            right = x > width / 2
+            tx, ty = (x - radius * 1.5 if right else x + radius * 1.5), y
+        if labels:
+            parts.append(
+                f'<text x="{_num(tx)}" y="{_num(ty)}" text-anchor="{"end" if right else "start"}" '
+                f'font-size="{_num(font)}" fill="{c}">{_e(label)}</text>'
+            )
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _card(item: ReportItem, thumb_side: int) -> tuple[str, bool]:
-    """The HTML of one card and whether it failed."""
+def _legend(results: list[tuple[str, str, tuple[float, ...]]], colours: Mapping[str, str]) -> str:
+    """Each label once, with its colour and count; the rarest summed up past LEGEND_ROWS."""
+    from .grounding.draw import LEGEND_ROWS
+
+    counts = Counter(label for _, label, _ in results)
+    rows = counts.most_common()
+    shown = rows[:LEGEND_ROWS] if len(rows) > LEGEND_ROWS + 1 else rows
+    items = [
+        f'<li><span class="sw" style="background:{colours[label]}"></span>{_e(label or "?")} '
+        f"<b>×{n}</b></li>"
+        for label, n in shown
+    ]
+    hidden = rows[len(shown) :]
+    if hidden:
+        more = sum(n for _, n in hidden)
+        items.append(f'<li class="more">+{len(hidden)} more labels ({more})</li>')
+    return f'<ul class="legend">{"".join(items)}</ul>'
+
+
+def _found(item: ReportItem, results: list[tuple[str, str, tuple[float, ...]]]) -> str:
+    from .grounding.draw import LABEL_LIMIT
+
+    if not results:
+        return '<p class="found none">0 found</p>' if item.grounded and not item.error else ""
+    counts = Counter(label for _, label, _ in results)
+    if len(results) > LABEL_LIMIT:  # the legend below lists them
+        noun = "label" if len(counts) == 1 else "labels"
+        return f'<p class="found"><b>{len(results)} found</b>, {len(counts)} {noun}:</p>'
+    summary = ", ".join(f"{label} ×{n}" if n > 1 else label for label, n in counts.most_common(8))
+    if len(counts) > 8:
+        summary += f", … ({len(counts) - 8} more labels)"
+    return f'<p class="found"><b>{len(results)} found</b>: {_e(summary)}</p>'
+
+
+def _card(
+    item: ReportItem, index: int, thumb_side: int, full_side: int | None
+) -> tuple[str, str, bool]:
+    """The HTML of one card, of its full-size view (may be empty), and whether it failed."""
+    from .grounding.draw import LABEL_LIMIT
+
+    results = _results(item)
+    colours = _palette(results)
+    many = len(results) > LABEL_LIMIT
     frame = '<div class="noimg">no image</div>'
+    full = ""
     if item.image is not None:
         try:
-            uri, w, h = thumbnail_data_uri(item.image, thumb_side)
+            pil = _load_upright(item.image)
         except Exception as exc:  # a broken image still gets a card with the reason
             frame = f'<div class="noimg">image unavailable: {_e(type(exc).__name__)}</div>'
         else:
-            if item.image_size and (item.detections or item.points):
+            w, h = pil.size
+            if item.image_size and results:
                 w, h = item.image_size
+            thumb = (
+                f'<img src="{_jpeg_uri(pil, thumb_side, 72)}" alt="{_e(item.title)}" '
+                f'width="{w}" height="{h}" loading="eager">'
+                + _overlay(results, colours, w, h, labels=not many, font_frac=1 / 14)
+            )
+            target = f"full-{index}"
+            if full_side is not None:
+                big = (
+                    f'<img src="{_jpeg_uri(pil, full_side, 82)}" alt="{_e(item.title)}" '
+                    f'width="{w}" height="{h}" loading="eager">'
+                    + _overlay(results, colours, w, h, labels=len(results) <= 100, font_frac=1 / 36)
+                )
+                full = (
+                    f'<div class="lightbox" id="{target}"><a class="close" href="#_">'
+                    f'<span class="bar">{_e(item.title)} — close ✕</span>'
+                    f'<div class="full">{big}</div></a>'
+                    + (_legend(results, colours) if many else "")
+                    + "</div>"
+                )
+                href = f"#{target}"
+            else:
+                href = _file_href(item.image)
             frame = (
-                f'<div class="frame"><img src="{uri}" alt="{_e(item.title)}" '
-                f'width="{w}" height="{h}" loading="eager">{_overlay(item, w, h)}</div>'
+                f'<a class="open" href="{_e(href)}" title="open full size">'
+                f'<div class="frame">{thumb}</div></a>'
+                if href
+                else f'<div class="frame">{thumb}</div>'
             )
     failed = bool(item.error)
     rows = [f'<h2 class="title">{_e(item.title)}</h2>']
@@ -213,14 +312,26 @@ def _card(item: ReportItem, thumb_side: int) -> tuple[str, bool]:
     if item.data is not None:
         text = json.dumps(item.data, indent=2, ensure_ascii=False, default=str)
         rows.append(f'<pre class="json">{_e(text)}</pre>')
-    if item.detections or item.points:
-        found = [str(d.get("label", "")) for d in (*item.detections, *item.points)]
-        rows.append(f'<p class="found">{len(found)} found: {_e(", ".join(found))}</p>')
+    rows.append(_found(item, results))
+    if many:
+        rows.append(_legend(results, colours))
     if item.meta:
         meta = " · ".join(f"{_e(k)} {_e(v)}" for k, v in item.meta.items())
         rows.append(f'<p class="meta">{meta}</p>')
     status = "failed" if failed else "ok"
-    return f'<article class="card {status}">{frame}{"".join(rows)}</article>', failed
+    return f'<article class="card {status}">{frame}{"".join(rows)}</article>', full, failed
+
+
+def _file_href(image: Any) -> str:
+    """A link to the original file, when the image is one (large reports embed no full size)."""
+    if isinstance(image, str | Path) and not str(image).startswith(("data:", "http:", "https:")):
+        try:
+            return Path(image).resolve().as_uri()
+        except (OSError, ValueError):
+            return ""
+    if isinstance(image, str) and image.startswith(("http:", "https:")):
+        return image
+    return ""
 
 
 _STYLE = """
@@ -234,20 +345,32 @@ main{display:grid;gap:14px;padding:14px;
 grid-template-columns:repeat(auto-fill,minmax(min(100%,300px),1fr))}
 .card{background:#fff;border-radius:10px;overflow:hidden;box-shadow:0 1px 3px #0002}
 .card.failed{outline:2px solid #c62828}
-.frame{position:relative;line-height:0;background:#ddd}
-.frame img{display:block;width:100%;height:auto}
+.open{display:block;cursor:zoom-in}
+.frame,.full{position:relative;line-height:0;background:#ddd}
+.frame img,.full img{display:block;width:100%;height:auto}
 .overlay{position:absolute;left:0;top:0;width:100%;height:100%;overflow:visible}
-.overlay .box{fill:none;stroke-width:3;vector-effect:non-scaling-stroke}
+.overlay .box{fill:none;stroke-width:2;vector-effect:non-scaling-stroke}
 .overlay text{font-family:system-ui,sans-serif;font-weight:600;paint-order:stroke;
 stroke:#fff;stroke-width:3px;vector-effect:non-scaling-stroke}
 .noimg{padding:40px 12px;text-align:center;color:#666;background:#eee}
-.card h2,.card p,.card pre{margin:8px 12px;overflow-wrap:anywhere}
+.card h2,.card p,.card pre,.card ul{margin:8px 12px;overflow-wrap:anywhere}
 .title{font-size:.95rem}
 .prompt{color:#555;font-style:italic}
 .answer{white-space:pre-wrap}
 .json{white-space:pre-wrap;font-size:.8rem;background:#f6f8fa;padding:8px;border-radius:6px}
 .error{color:#b71c1c}
 .meta,.found{font-size:.8rem;color:#666}
+.found.none{font-size:.9rem;color:#1d2330;font-weight:600}
+.legend{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:4px 12px;font-size:.8rem}
+.legend li{display:flex;align-items:center;gap:5px}
+.legend .sw{width:12px;height:12px;border-radius:3px;flex:none;outline:1px solid #0003}
+.lightbox{display:none;position:fixed;inset:0;z-index:9;background:#000e;overflow:auto;
+padding:8px}
+.lightbox:target{display:block}
+.lightbox .close{display:block;color:#fff;text-decoration:none;cursor:zoom-out}
+.lightbox .bar{display:block;padding:4px 2px 8px;line-height:1.4;overflow-wrap:anywhere}
+.lightbox .full{max-width:min(100%,1600px);margin:0 auto}
+.lightbox .legend{color:#fff;max-width:1600px;margin:10px auto;font-size:.9rem}
 """
 
 
@@ -257,18 +380,25 @@ def render_report(
     title: str = "vlgate report",
     subtitle: str | None = None,
     thumb_side: int = 480,
+    full_side: int | None = 1600,
 ) -> str:
     """The whole page as a string.
+
+    Each thumbnail opens a full-size view (the image at most ``full_side`` pixels, embedded,
+    with the boxes and labels drawn); with ``full_side=None`` nothing more is embedded and a
+    thumbnail of a file links to that file instead (for very large reports).
 
     Example:
         >>> "<!doctype html>" in render_report([], title="empty")
         True
     """
     cards: list[str] = []
+    views: list[str] = []
     failed = 0
-    for item in items:
-        card, bad = _card(item, thumb_side)
+    for index, item in enumerate(items):
+        card, view, bad = _card(item, index, thumb_side, full_side)
         cards.append(card)
+        views.append(view)
         failed += bad
     counts = f"{len(cards)} item{'s' if len(cards) != 1 else ''}"
     if failed:
@@ -282,7 +412,7 @@ def render_report(
         f'<meta name="generator" content="vlgate"><title>{_e(title)}</title>'
         f"<style>{_STYLE}</style></head>\n"
         f'<body><header><h1>{_e(title)}</h1>{sub}<p class="counts">{counts}</p></header>\n'
-        f"<main>{''.join(cards)}</main></body></html>\n"
+        f"<main>{''.join(cards)}</main>{''.join(views)}</body></html>\n"
     )
 
 
@@ -293,6 +423,7 @@ def write_report(
     title: str = "vlgate report",
     subtitle: str | None = None,
     thumb_side: int = 480,
+    full_side: int | None = 1600,
 ) -> Path:
     """Render the page and write it to ``path`` (UTF-8). Returns the path.
 
@@ -301,6 +432,8 @@ def write_report(
     """
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    page = render_report(items, title=title, subtitle=subtitle, thumb_side=thumb_side)
+    page = render_report(
+        items, title=title, subtitle=subtitle, thumb_side=thumb_side, full_side=full_side
+    )
     out.write_text(page, encoding="utf-8")
     return out

@@ -15,14 +15,30 @@ from typing import Any
 
 __all__ = ["app", "main"]
 
-app: Any = None
-if importlib.util.find_spec("typer") is not None and importlib.util.find_spec("rich") is not None:
-    from ._app import app
+
+def _has_cli_extra() -> bool:
+    return (
+        importlib.util.find_spec("typer") is not None
+        and importlib.util.find_spec("rich") is not None
+    )
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: importing a submodule (vlgate.cli.batchjob) must not import typer.
+    if name == "app":
+        if not _has_cli_extra():  # pragma: no cover - only without the cli extra
+            return None
+        from ._app import app
+
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
     """Entry point of the ``vlgate`` console script and ``python -m vlgate``."""
-    if app is None:  # pragma: no cover - only without the cli extra
+    if not _has_cli_extra():  # pragma: no cover - only without the cli extra
         sys.stderr.write("the vlgate command needs its extra: pip install 'vlgate[cli]'\n")
         raise SystemExit(2)
+    from ._app import app
+
     app()

@@ -96,7 +96,10 @@ def errors_to_exit() -> Iterator[None]:
     try:
         yield
     except VlgateError as exc:
-        fail(str(exc) or type(exc).__name__, exit_code_for(exc))
+        message = str(exc) or type(exc).__name__
+        if "allow_private_urls" in message:  # the library's wording; name the CLI's switches
+            message += "; on the command line: --allow-private-urls or VLGATE_ALLOW_PRIVATE_URLS=1"
+        fail(message, exit_code_for(exc))
     except OSError as exc:  # a file the command was told to read or write
         where = f" ({exc.filename})" if exc.filename else ""
         fail(f"{exc.strerror or exc}{where}", EXIT_USAGE)
@@ -178,23 +181,31 @@ def setup_logging(verbose: int, quiet: bool) -> None:
 ModelOpt = Annotated[
     str | None,
     typer.Option(
-        "--model", "-m", help="Model string, e.g. openai/gpt-4o-mini. [env: VLGATE_MODEL]"
+        "--model", "-m", help="Model string, e.g. openai/gpt-4o-mini. \\[env: VLGATE_MODEL]"
     ),
 ]
 ApiBaseOpt = Annotated[
     str | None,
     typer.Option(
-        "--api-base", help="Endpoint override (proxy, local server). [env: VLGATE_API_BASE]"
+        "--api-base", help="Endpoint override (proxy, local server). \\[env: VLGATE_API_BASE]"
     ),
 ]
 TimeoutOpt = Annotated[
-    float | None, typer.Option("--timeout", help="Seconds per attempt. [env: VLGATE_TIMEOUT]")
+    float | None, typer.Option("--timeout", help="Seconds per attempt. \\[env: VLGATE_TIMEOUT]")
 ]
 RetriesOpt = Annotated[
     int | None,
-    typer.Option("--max-retries", help="Retries on 429/5xx/timeouts. [env: VLGATE_MAX_RETRIES]"),
+    typer.Option("--max-retries", help="Retries on 429/5xx/timeouts. \\[env: VLGATE_MAX_RETRIES]"),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+AllowPrivateFlag = Annotated[
+    bool,
+    typer.Option(
+        "--allow-private-urls",
+        help="Fetch image URLs on private or loopback addresses (a camera on the LAN). "
+        "\\[env: VLGATE_ALLOW_PRIVATE_URLS]",
+    ),
+]
 HtmlOpt = Annotated[
     Path | None, typer.Option("--html", help="Also write a self-contained HTML report here.")
 ]
@@ -238,9 +249,22 @@ def print_json(data: Any) -> None:
     typer.echo(json_safe(json.dumps(data, ensure_ascii=False, indent=2, default=str)))
 
 
-def console(*, stderr: bool = False, force: bool | None = None) -> Console:
-    """A rich console; colour is off when not a terminal or when NO_COLOR is set."""
+PIPED_WIDTH = 1000
+"""Console width when output is not a terminal: tables are never cut to 80 columns."""
+
+
+def console(
+    *, stderr: bool = False, force: bool | None = None, wide_when_piped: bool = False
+) -> Console:
+    """A rich console; colour is off when not a terminal or when NO_COLOR is set.
+
+    ``wide_when_piped``: when not a terminal (a pipe, a file), lay out as wide as the content
+    needs instead of rich's 80-column default, so nothing is truncated.
+    """
     from rich.console import Console
 
     no_color = bool(os.environ.get("NO_COLOR"))
-    return Console(stderr=stderr, force_terminal=force, no_color=no_color, highlight=False)
+    con = Console(stderr=stderr, force_terminal=force, no_color=no_color, highlight=False)
+    if wide_when_piped and not con.is_terminal:
+        con.width = PIPED_WIDTH
+    return con

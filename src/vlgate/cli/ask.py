@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ..batchrecord import BatchRecord
 from ._common import (
+    AllowPrivateFlag,
     ApiBaseOpt,
     HtmlOpt,
     JsonFlag,
@@ -40,20 +42,19 @@ def _title(image: str) -> str:
 
 
 def _overrides(
-    model: str | None, api_base: str | None, timeout: float | None, max_retries: int | None
+    model: str | None,
+    api_base: str | None,
+    timeout: float | None,
+    max_retries: int | None,
+    allow_private_urls: bool,
 ) -> dict[str, Any]:
-    return {"model": model, "api_base": api_base, "timeout": timeout, "max_retries": max_retries}
-
-
-def answer_data(answer: Answer) -> dict[str, Any]:
-    """The ``--json`` shape of a text answer."""
-    from ..batchrecord import usage_to_dict
-
     return {
-        "answer": str(answer),
-        "model": answer.model,
-        "usage": usage_to_dict(answer.usage),
-        "attempts": answer.attempts,
+        "model": model,
+        "api_base": api_base,
+        "timeout": timeout,
+        "max_retries": max_retries,
+        # Not given: the env var or config file decides.
+        "allow_private_urls": True if allow_private_urls else None,
     }
 
 
@@ -61,6 +62,7 @@ def _answer_out(
     answer: Answer,
     image: str,
     source: str | bytes,
+    task: str,
     prompt: str | None,
     as_json: bool,
     html: Path | None,
@@ -69,9 +71,19 @@ def _answer_out(
         from ..report import ReportItem, write_report
 
         item = ReportItem(image=source, title=_title(image), prompt=prompt, answer=str(answer))
-        write_report(html, [item], title="vlgate query", subtitle=answer.model)
+        write_report(html, [item], title=f"vlgate {task}", subtitle=answer.model)
     if as_json:
-        print_json(answer_data(answer))
+        record = BatchRecord(
+            image=image,
+            task=task,
+            prompt=prompt,
+            answer=str(answer),
+            model=answer.model,
+            usage=answer.usage,
+            attempts=answer.attempts,
+            latency=round(answer.latency, 4),
+        )
+        print_json(record.to_dict())
     else:
         echo(str(answer))
 
@@ -83,25 +95,34 @@ def query(
     api_base: ApiBaseOpt = None,
     timeout: TimeoutOpt = None,
     max_retries: RetriesOpt = None,
+    allow_private_urls: AllowPrivateFlag = False,
     as_json: JsonFlag = False,
     html: HtmlOpt = None,
 ) -> None:
     """Ask one question about one image and print the answer.
 
+    --json prints one record of the same shape as a batch line (answer, model, usage,
+    attempts, ...).
+
     Examples:
 
         vlgate query photo.jpg "How many people are there?"
 
-        vlgate query photo.jpg "What is on the table?" -m anthropic/claude-sonnet-4-6 --json
+        vlgate query photo.jpg "What is on the table?" --json \\
+            -m anthropic/claude-sonnet-4-6
 
-        vlgate query frame.png "Describe it" --api-base http://gpu:8000/v1 -m vllm/Qwen2.5-VL-7B
+        vlgate query http://192.168.1.20/snapshot.jpg "Is the door open?" \\
+            --allow-private-urls
+
+        vlgate query frame.png "Describe it" -m vllm/Qwen2.5-VL-7B \\
+            --api-base http://gpu:8000/v1
     """
     with errors_to_exit():
-        vl = build_model(_overrides(model, api_base, timeout, max_retries))
+        vl = build_model(_overrides(model, api_base, timeout, max_retries, allow_private_urls))
         with vl:
             source = _source(image)
             answer = vl.query(source, prompt)
-        _answer_out(answer, image, source, prompt, as_json, html)
+        _answer_out(answer, image, source, "query", prompt, as_json, html)
 
 
 def caption(
@@ -110,6 +131,7 @@ def caption(
     api_base: ApiBaseOpt = None,
     timeout: TimeoutOpt = None,
     max_retries: RetriesOpt = None,
+    allow_private_urls: AllowPrivateFlag = False,
     as_json: JsonFlag = False,
     html: HtmlOpt = None,
 ) -> None:
@@ -122,11 +144,11 @@ def caption(
         vlgate caption https://example.com/cat.jpg -m gemini/gemini-2.5-flash --json
     """
     with errors_to_exit():
-        vl = build_model(_overrides(model, api_base, timeout, max_retries))
+        vl = build_model(_overrides(model, api_base, timeout, max_retries, allow_private_urls))
         with vl:
             source = _source(image)
             answer = vl.caption(source)
-        _answer_out(answer, image, source, None, as_json, html)
+        _answer_out(answer, image, source, "caption", None, as_json, html)
 
 
 def _grounding_out(
@@ -141,29 +163,34 @@ def _grounding_out(
 ) -> None:
     from ..grounding import Points
 
-    plain = found.to_dict()
-    key = "points" if isinstance(found, Points) else "detections"
+    task = "point" if isinstance(found, Points) else "detect"
+    items = found.to_dict()["items"]
+    record = BatchRecord(
+        image=image,
+        task=task,
+        prompt=target,
+        detections=items if task == "detect" else None,
+        points=items if task == "point" else None,
+        image_size=found.image_size,
+        model=getattr(found.answer, "model", None),
+        usage=found.usage,
+        attempts=found.attempts,
+        latency=round(found.answer.latency, 4) if found.answer is not None else None,
+    )
     if output is not None:
         found.annotate(source).save(output, format="PNG")
     if html is not None:
-        from ..report import ReportItem, write_report
+        from ..report import item_from_record, write_report
 
-        size = plain["image_size"]
-        item = ReportItem(
-            image=source,
-            title=_title(image),
-            prompt=target,
-            detections=plain["items"] if key == "detections" else (),
-            points=plain["items"] if key == "points" else (),
-            image_size=(size[0], size[1]) if size else None,
-        )
-        write_report(html, [item], title=f"vlgate {key}", subtitle=model_name)
+        item = item_from_record(record)
+        item.image, item.title = source, _title(image)
+        write_report(html, [item], title=f"vlgate {task}", subtitle=record.model or model_name)
     if as_json:
-        print_json({"target": target, key: plain["items"], "image_size": plain["image_size"]})
+        print_json(record.to_dict())
         return
-    if not plain["items"]:
-        echo(f"no {target!r} found", err=True)
-    for it in plain["items"]:
+    if not items:
+        echo(f"0 found: no {target!r} in {_title(image)}", err=True)
+    for it in items:
         coords = it.get("xyxy") or it.get("xy") or []
         score = f"  {it['score']:.2f}" if it.get("score") is not None else ""
         echo(f"{it['label']}\t{', '.join(f'{v:.1f}' for v in coords)}{score}")
@@ -183,11 +210,15 @@ def detect(
     api_base: ApiBaseOpt = None,
     timeout: TimeoutOpt = None,
     max_retries: RetriesOpt = None,
+    allow_private_urls: AllowPrivateFlag = False,
     output: OutputOpt = None,
     as_json: JsonFlag = False,
     html: HtmlOpt = None,
 ) -> None:
     """Find boxes of TARGET; print one line per box (label, x1, y1, x2, y2 in pixels).
+
+    --json prints one record of the same shape as a batch line (detections, image_size,
+    model, usage, ...).
 
     Examples:
 
@@ -198,7 +229,7 @@ def detect(
         vlgate detect table.jpg cup --html cups.html
     """
     with errors_to_exit():
-        vl = build_model(_overrides(model, api_base, timeout, max_retries))
+        vl = build_model(_overrides(model, api_base, timeout, max_retries, allow_private_urls))
         with vl:
             source = _source(image)
             found = vl.detect(source, target)
@@ -214,6 +245,7 @@ def point(
     api_base: ApiBaseOpt = None,
     timeout: TimeoutOpt = None,
     max_retries: RetriesOpt = None,
+    allow_private_urls: AllowPrivateFlag = False,
     output: OutputOpt = None,
     as_json: JsonFlag = False,
     html: HtmlOpt = None,
@@ -227,13 +259,13 @@ def point(
         vlgate point shelf.jpg apple -m gemini/gemini-2.5-flash --json
     """
     with errors_to_exit():
-        vl = build_model(_overrides(model, api_base, timeout, max_retries))
+        vl = build_model(_overrides(model, api_base, timeout, max_retries, allow_private_urls))
         with vl:
             source = _source(image)
             found = vl.point(source, target)
         _grounding_out(found, image, source, target, output, as_json, html, vl.config.model)
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, cls: type[Any]) -> None:
     for command in (query, caption, detect, point):
-        app.command()(command)
+        app.command(cls=cls)(command)

@@ -7,6 +7,7 @@ import contextlib
 import json
 import shlex
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -20,6 +21,7 @@ from ._common import (
     EXIT_OK,
     ApiBaseOpt,
     HtmlOpt,
+    JsonFlag,
     ModelOpt,
     RetriesOpt,
     TimeoutOpt,
@@ -28,8 +30,9 @@ from ._common import (
     echo,
     errors_to_exit,
     fail,
+    print_json,
 )
-from .batchjob import BatchStats, Task, find_images, run_batch, summarize
+from .batchjob import BatchStats, Summary, Task, find_images, run_batch, summarize
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -40,7 +43,7 @@ if TYPE_CHECKING:
 
 def _task(prompt: str | None, detect: str | None, point: str | None, schema: Path | None) -> Task:
     chosen = [
-        name for name, v in (("--detect", detect), ("--point", point), ("--json", schema)) if v
+        name for name, v in (("--detect", detect), ("--point", point), ("--schema", schema)) if v
     ]
     if len(chosen) > 1:
         raise ConfigError(f"choose one of {', '.join(chosen)}")
@@ -62,13 +65,20 @@ def _task(prompt: str | None, detect: str | None, point: str | None, schema: Pat
 
 
 class _Progress:
-    """The rich progress bar: done/total, items/s, ETA, tokens and cost so far."""
+    """Progress on stderr: a rich bar on a terminal (done/total, items/s, ETA, tokens, cost);
+    with ``--progress`` into a file or pipe, a plain line every few seconds (no ANSI codes)."""
 
     def __init__(self, model: VlModel, enabled: bool, force: bool) -> None:
         self._model = model
         self._bar: Progress | None = None
         self._task: TaskID | None = None
+        self._plain = False
+        self._next_line = 0.0
         if not enabled:
+            return
+        con = console(stderr=True)
+        if not con.is_terminal:
+            self._plain = force
             return
         from rich.progress import (
             BarColumn,
@@ -80,9 +90,6 @@ class _Progress:
             TimeRemainingColumn,
         )
 
-        con = console(stderr=True, force=True if force else None)
-        if not con.is_terminal:
-            return
         self._bar = Progress(
             SpinnerColumn(),
             TextColumn("[bold]{task.description}"),
@@ -111,16 +118,27 @@ class _Progress:
             failed="",
         )
 
-    def update(self, record: BatchRecord, stats: BatchStats) -> None:
-        if self._bar is None or self._task is None:
-            return
-        import time
-
+    def _figures(self, stats: BatchStats) -> tuple[str, str]:
         usage = self._model.usage
         cost = _cost(self._model)
         elapsed = time.perf_counter() - stats.started
         rate = f"{stats.processed / elapsed:.1f} it/s" if elapsed > 0 else ""
         spent = f"{usage.total_tokens:,} tok" + (f" ${cost:.4f}" if cost is not None else "")
+        return rate, spent
+
+    def update(self, record: BatchRecord, stats: BatchStats) -> None:
+        if self._plain:
+            now = time.monotonic()
+            done = stats.skipped + stats.processed
+            if now >= self._next_line or done == stats.found:
+                self._next_line = now + _PLAIN_EVERY
+                rate, spent = self._figures(stats)
+                failed = f", {stats.failed} failed" if stats.failed else ""
+                echo(f"batch {done}/{stats.found} {rate} {spent}{failed}", err=True)
+            return
+        if self._bar is None or self._task is None:
+            return
+        rate, spent = self._figures(stats)
         self._bar.update(
             self._task,
             advance=1,
@@ -132,6 +150,10 @@ class _Progress:
     def stop(self) -> None:
         if self._bar is not None:
             self._bar.stop()
+
+
+_PLAIN_EVERY = 2.0
+"""Seconds between plain progress lines when stderr is not a terminal."""
 
 
 @contextlib.contextmanager
@@ -180,12 +202,16 @@ async def _run(
         await vl.astop()
 
 
-def _resume_command(source: str, prompt: str | None, task: Task, output: Path) -> str:
+def _resume_command(
+    source: str, prompt: str | None, task: Task, output: Path, schema: Path | None
+) -> str:
     words = ["vlgate", "batch", source]
     if task.kind in ("query", "json") and prompt:
         words.append(prompt)
     if task.kind in ("detect", "point"):
         words += [f"--{task.kind}", task.prompt]
+    if task.kind == "json" and schema is not None:
+        words += ["--schema", str(schema)]
     words += ["-o", str(output)]
     return " ".join(shlex.quote(w) for w in words) + " ..."
 
@@ -196,9 +222,19 @@ def _report(output: Path, html: Path, paths: list[Path], subtitle: str) -> None:
 
     records = read_records(output)
     items = (item_from_record(records[str(p)]) for p in paths if str(p) in records)
+    # Up to FULL_VIEWS images the page embeds a full-size view of each; past that it would
+    # grow by ~100 KB an image, so thumbnails link to the image files instead.
     write_report(
-        html, items, title=f"vlgate batch: {output.name}", subtitle=subtitle, thumb_side=320
+        html,
+        items,
+        title=f"vlgate batch: {output.name}",
+        subtitle=subtitle,
+        thumb_side=320,
+        full_side=1280 if len(paths) <= FULL_VIEWS else None,
     )
+
+
+FULL_VIEWS = 200
 
 
 def batch(
@@ -217,7 +253,9 @@ def batch(
     point: Annotated[str | None, typer.Option("--point", help="Point at this label.")] = None,
     schema: Annotated[
         Path | None,
-        typer.Option("--json", help="Ask for JSON matching this JSON-schema file."),
+        typer.Option(
+            "--schema", metavar="FILE", help="Ask for JSON matching this JSON-schema file."
+        ),
     ] = None,
     concurrency: Annotated[
         int | None,
@@ -251,23 +289,27 @@ def batch(
             "(ray://head:10001, auto). Same results file and resume. Needs vlgate[ray].",
         ),
     ] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Ask the same thing of many images, concurrently; one JSON line per image.
 
     Results are appended to --output as each finishes, so a stopped run (Ctrl-C, --limit, a
     crash) resumes by running the same command again: images already in the file are skipped.
-    Each line holds the image path, the answer / detections / json, usage, attempts, latency,
-    and "error": {"type", "message"} when that image failed. Exit code 1 if any image failed.
+
+    Every line has the same keys (null where they do not apply): image, task, prompt, answer,
+    json, detections, points, image_size, model, usage, attempts, latency, and error
+    ({type, message} when that image failed).
+    Exit code 1 if any image failed. --json prints the summary as JSON.
 
     Examples:
 
-        vlgate batch photos/ "Is there a person? Answer yes or no." -o people.jsonl
+        vlgate batch photos/ "Is there a person?" -o people.jsonl
 
-        vlgate batch "shots/**/*.jpg" --detect forklift -o forks.jsonl -c 16 --html forks.html
+        vlgate batch "shots/**/*.jpg" --detect forklift -c 16 --html forks.html
 
-        vlgate batch frames/ "Describe the shelf" --json shelf.schema.json -o shelf.jsonl
+        vlgate batch frames/ "Describe the shelf" --schema shelf.schema.json
 
-        vlgate batch /data/frames "Is there a person?" -o people.jsonl --ray auto
+        vlgate batch /data/frames "Is there a person?" --ray auto
     """
     with errors_to_exit():
         task = _task(prompt, detect, point, schema)
@@ -305,11 +347,15 @@ def batch(
         cost = _cost(vl)
         if html is not None:
             _report(output, html, paths, subtitle=vl.config.model)
-        _print_summary(stats, state, vl, cost, output, html)
+        if as_json:
+            print_json(_summary_data(stats, state, vl, cost, output, html))
+        else:
+            _print_summary(stats, state, vl, cost, output, html)
         if stats.interrupted:
+            again = _resume_command(source, prompt, task, output, schema)
             echo(
                 f"interrupted: {stats.remaining} image(s) left; resume with the same command "
-                f"({_resume_command(source, prompt, task, output)}); finished lines are kept",
+                f"({again}); finished lines are kept",
                 err=True,
             )
             raise typer.Exit(EXIT_INTERRUPTED)
@@ -338,9 +384,38 @@ def _is_quiet() -> bool:
     return logging.getLogger("vlgate").level >= logging.ERROR
 
 
+def _summary_data(
+    stats: BatchStats,
+    state: Summary,
+    vl: VlModel,
+    cost: float | None,
+    output: Path,
+    html: Path | None,
+) -> dict[str, Any]:
+    """``batch --json``: the summary as one JSON document."""
+    return {
+        "found": stats.found,
+        "done": state.total,
+        "ok": state.ok,
+        "failed": state.failed,
+        "errors": dict(state.errors.most_common()),
+        "processed": stats.processed,
+        "skipped": stats.skipped,
+        "remaining": stats.remaining,
+        "interrupted": stats.interrupted,
+        "seconds": round(stats.elapsed, 3),
+        "input_tokens": vl.usage.input_tokens,
+        "output_tokens": vl.usage.output_tokens,
+        "cost": cost,
+        "cost_estimated": cost is not None and vl.usage.cost is None,
+        "output": str(output),
+        "html": str(html) if html else None,
+    }
+
+
 def _print_summary(
     stats: BatchStats,
-    state: Any,
+    state: Summary,
     vl: VlModel,
     cost: float | None,
     output: Path,
@@ -371,5 +446,5 @@ def _print_summary(
         )
 
 
-def register(app: typer.Typer) -> None:
-    app.command()(batch)
+def register(app: typer.Typer, cls: type[Any]) -> None:
+    app.command(cls=cls)(batch)

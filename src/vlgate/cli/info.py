@@ -17,7 +17,6 @@ from ._common import (
     KEY_ENV_NAMES,
     JsonFlag,
     console,
-    echo,
     errors_to_exit,
     print_json,
     terminal_safe,
@@ -44,26 +43,47 @@ def _limits(service: str) -> dict[str, Any]:
     return {"service": service, **_record(spec.limits), "source": spec.source}
 
 
+def provider_names() -> list[str]:
+    """Every name ``--provider`` takes: vlgate's providers, then LiteLLM's prefixes."""
+    return list(dict.fromkeys([*registry.PROVIDERS, *registry.LITELLM_SERVICES]))
+
+
 def model_catalog(provider: str | None = None, family: str | None = None) -> dict[str, Any]:
     """Providers (with the image limits of their service), LiteLLM routes and model families,
-    straight from :mod:`vlgate.registry`, optionally filtered by name.
+    straight from :mod:`vlgate.registry`, filtered by name.
+
+    With only ``family`` given, the provider lists are empty (a family is not tied to one
+    provider), and with only ``provider``, the family list is: what is printed is what was
+    asked for.
+
+    Raises:
+        ConfigError: an unknown provider or family name (the message lists the known ones).
 
     Example:
         >>> model_catalog(family="claude")["families"][0]["grounding"]
         'claude'
     """
+    from ..errors import ConfigError
+
+    if provider is not None and provider not in provider_names():
+        known = ", ".join(provider_names())
+        raise ConfigError(f"unknown provider {provider!r}; known: {known}")
+    if family is not None and family not in registry.FAMILIES:
+        raise ConfigError(f"unknown family {family!r}; known: {', '.join(registry.FAMILIES)}")
+    show_providers = provider is not None or family is None
+    show_families = family is not None or provider is None
     providers = [
         {**_record(p, skip=("target",)), "limits": _limits(p.service)}
         for p in registry.PROVIDERS.values()
-        if provider is None or p.name == provider
+        if show_providers and provider in (None, p.name)
     ]
     routes = [
         {"prefix": prefix, "key_env": list(r.key_env), "limits": _limits(r.service)}
         for prefix, r in registry.LITELLM_SERVICES.items()
-        if provider in (None, "litellm", prefix)
+        if show_providers and provider in (None, "litellm", prefix)
     ]
     families = [
-        _record(f) for f in registry.FAMILIES.values() if family is None or f.name == family
+        _record(f) for f in registry.FAMILIES.values() if show_families and family in (None, f.name)
     ]
     return {"providers": providers, "litellm_routes": routes, "families": families}
 
@@ -85,6 +105,10 @@ def models(
 ) -> None:
     """The providers, LiteLLM routes and model families vlgate knows, with their capabilities.
 
+    --provider shows only that provider's rows (a LiteLLM prefix such as anthropic shows its
+    route; litellm shows every route), --family only that family; both show both. An unknown
+    name exits 2 with the known names. Piped output is never cut to the terminal's width.
+
     Examples:
 
         vlgate models
@@ -96,15 +120,16 @@ def models(
     from rich.markup import escape
     from rich.table import Table
 
-    data = model_catalog(provider, family)
+    with errors_to_exit():
+        data = model_catalog(provider, family)
     if as_json:
         print_json(data)
         return
-    con = console()
+    con = console(wide_when_piped=True)
     if data["providers"] or data["litellm_routes"]:
         table = Table(title="Providers and services (image limits)", show_lines=False)
         for col in ("provider", "key env", "JSON schema", "images/req", "max size", "max side"):
-            table.add_column(col)
+            table.add_column(col, overflow="fold")
         for p in data["providers"]:
             lim = p["limits"]
             table.add_row(
@@ -129,7 +154,7 @@ def models(
     if data["families"]:
         table = Table(title="Model families")
         for col in ("family", "grounding", "resize rule", "JSON schema", "$/Mtok in/out", "notes"):
-            table.add_column(col)
+            table.add_column(col, overflow="fold")
         for f in data["families"]:
             price = f["price_per_mtok"]
             native = f["native_json_schema"]
@@ -142,9 +167,6 @@ def models(
                 escape(f["description"]),
             )
         con.print(table)
-    if not (data["providers"] or data["litellm_routes"] or data["families"]):
-        echo("nothing matches", err=True)
-        raise typer.Exit(EXIT_FAILED)
 
 
 # --- doctor -----------------------------------------------------------------------------------
@@ -297,6 +319,6 @@ def _print_doctor(report: dict[str, Any]) -> None:
             )
 
 
-def register(app: typer.Typer) -> None:
-    app.command()(models)
-    app.command()(doctor)
+def register(app: typer.Typer, cls: type[Any]) -> None:
+    app.command(cls=cls)(models)
+    app.command(cls=cls)(doctor)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -13,43 +16,124 @@ if TYPE_CHECKING:
     from ..testing import Emulator
 
 
+@dataclass(frozen=True)
+class Protocol:
+    """One protocol the emulator speaks, and how vlgate reaches it there."""
+
+    name: str
+    base: str
+    """The emulator property that gives the ``api_base`` (``url``, ``openai_base``, ...)."""
+    model: str
+    """An example model string."""
+    key_env: str | None
+    """The env var vlgate reads this route's key from; ``None``: no key is sent."""
+    note: str = ""
+
+
+PROTOCOLS: tuple[Protocol, ...] = (
+    Protocol("OpenAI", "openai_base", "openai/qwen2.5-vl-7b", "OPENAI_API_KEY"),
+    Protocol("vLLM", "openai_base", "vllm/Qwen/Qwen2.5-VL-7B-Instruct", "VLLM_API_KEY"),
+    Protocol("Anthropic", "url", "anthropic/claude-sonnet-4-6", "ANTHROPIC_API_KEY"),
+    Protocol("Gemini", "url", "gemini/gemini-2.5-flash", "GEMINI_API_KEY"),
+    Protocol("Ollama /v1", "ollama_base", "ollama/qwen2.5vl:7b", None),
+    Protocol("Ollama native", "url", "ollama_chat/qwen2.5vl:7b", None, "/api/chat, via LiteLLM"),
+    Protocol("Moondream", "moondream_base", "moondream/moondream-3", "MOONDREAM_API_KEY"),
+)
+"""What ``vlgate emulate`` prints, and docs/emulator.md shows (a test keeps them in step)."""
+
+
+def banner(emu: Emulator, key: str | None) -> list[str]:
+    """The lines ``vlgate emulate`` prints when it is ready.
+
+    Example:
+        >>> from vlgate.testing import Emulator
+        >>> with Emulator(port=0) as emu:                                      # doctest: +SKIP
+        ...     print("\\n".join(banner(emu, "emu-key")))
+    """
+    lines = [
+        f"vlgate emulator on {emu.url}   key: {key or 'none needed'}   (Ctrl-C to stop)",
+        "",
+        f"  {'protocol':<14} {'--api-base':<36} -m",
+    ]
+    for proto in PROTOCOLS:
+        prefix = proto.model.split("/", 1)[0] + "/..."
+        note = f"  ({proto.note})" if proto.note else ""
+        lines.append(f"  {proto.name:<14} {getattr(emu, proto.base):<36} {prefix}{note}")
+    envs = list(dict.fromkeys(p.key_env for p in PROTOCOLS if p.key_env))
+    if key:
+        lines += [
+            "",
+            f"  key: {key} in {', '.join(envs[:3])},",
+            f"       {', '.join(envs[3:])} (Ollama: no key)",
+        ]
+    first = PROTOCOLS[0]
+    env = f"{first.key_env}={key or 'any'} "  # vlgate's openai/ route wants some key
+    lines += [
+        "",
+        f"  try: {env}vlgate query scene.png 'How many shapes?' \\",
+        f"           -m {first.model} --api-base {getattr(emu, first.base)}",
+        "       (scene.png: a test image, written by --scene scene.png)",
+    ]
+    return lines
+
+
 def emulate(
     port: Annotated[int, typer.Option("--port", "-p", help="TCP port to listen on.")] = 8765,
     host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
     api_key: Annotated[
         str, typer.Option("--api-key", help="The key clients must send (not a secret).")
     ] = "emu-key",
+    no_key: Annotated[
+        bool,
+        typer.Option("--no-key", help="Accept requests with any key or none, like a local server."),
+    ] = False,
     latency: Annotated[
         float, typer.Option("--latency", help="Seconds added to each answer.")
     ] = 0.0,
+    scene: Annotated[
+        Path | None,
+        typer.Option("--scene", metavar="PNG", help="Also write a test image with known shapes."),
+    ] = None,
 ) -> None:
-    """Serve the offline provider emulator (OpenAI, Anthropic, Gemini, Ollama wire) until Ctrl-C.
+    """Serve the offline provider emulator until Ctrl-C (exit code 130).
+
+    It speaks the OpenAI, vLLM, Anthropic, Gemini, Ollama (native and /v1) and Moondream wire
+    formats, and prints the base URL (--api-base) of each with the key to send. See
+    docs/emulator.md for a snippet per protocol.
 
     Examples:
 
-        vlgate emulate --port 8765
+        vlgate emulate --port 8765 --scene scene.png
 
-        vlgate query photo.png "How many shapes?" -m openai/qwen2.5-vl-7b --api-base http://127.0.0.1:8765/v1
+        OPENAI_API_KEY=emu-key vlgate query scene.png "How many shapes?" \\
+            -m openai/qwen2.5-vl-7b --api-base http://127.0.0.1:8765/v1
     """
     try:
-        from ..testing import serve
+        from ..testing import Emulator
     except ImportError:
         fail("the emulator needs aiohttp: pip install 'vlgate[emulator]'", EXIT_USAGE)
 
-    def ready(emu: Emulator) -> None:
-        echo(f"vlgate emulator on {emu.url}")
-        echo(f"  OpenAI-compatible base: {emu.openai_base}   key: {api_key}")
-        echo(
-            f"  try: OPENAI_API_KEY={api_key} vlgate query IMAGE 'Describe it' "
-            f"-m openai/qwen2.5-vl-7b --api-base {emu.openai_base}"
-        )
-        echo("Ctrl-C to stop.")
-
+    key = None if no_key else api_key
     with errors_to_exit():
+        if scene is not None:
+            from ..testing.scenes import make_scene
+
+            scene.write_bytes(make_scene(seed=1, size=(1280, 720)).to_png_bytes())
+        emu = Emulator(api_key=key, latency=latency, host=host, port=port)
         try:
-            serve(host=host, port=port, api_key=api_key, latency=latency, on_ready=ready)
+            emu.start()
         except OSError as exc:
             fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_USAGE)
+        try:
+            for line in banner(emu, key):
+                echo(line)
+            if scene is not None:
+                echo(f"  wrote {scene}")
+            sys.stdout.flush()
+            while True:
+                time.sleep(3600)
+        finally:
+            emu.stop()
 
 
 def demo(
@@ -103,6 +187,6 @@ def demo(
     echo("next      vlgate query IMAGE 'your question' -m openai/gpt-4o-mini  (needs a key)")
 
 
-def register(app: typer.Typer) -> None:
-    app.command()(emulate)
-    app.command()(demo)
+def register(app: typer.Typer, cls: type[Any]) -> None:
+    app.command(cls=cls)(emulate)
+    app.command(cls=cls)(demo)

@@ -15,7 +15,8 @@ Config files (all optional, merged; a later one in this list overrides an earlie
 or exactly one file named by ``VLGATE_CONFIG`` (then the three above are not read).
 
 Environment variables: ``VLGATE_MODEL``, ``VLGATE_API_BASE``, ``VLGATE_MAX_CONCURRENCY``,
-``VLGATE_MAX_RETRIES``, ``VLGATE_TIMEOUT``, ``VLGATE_FAMILY``, ``VLGATE_CONFIG``.
+``VLGATE_MAX_RETRIES``, ``VLGATE_TIMEOUT``, ``VLGATE_FAMILY``, ``VLGATE_ALLOW_PRIVATE_URLS``,
+``VLGATE_CONFIG``.
 
 API keys are never read from ``VLGATE_*`` variables: the provider's own variable
 (``OPENAI_API_KEY``, ...) applies. A config file may hold ``api_key`` only when written there
@@ -59,6 +60,26 @@ __all__ = [
 ]
 
 log = logging.getLogger("vlgate")
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+def _private_urls(value: Any) -> bool | list[str]:
+    """``true``/``false`` (also 1/0, yes/no), or allowed networks: a list or a comma list."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE or word in _FALSE:
+            return word in _TRUE
+        value = value.split(",")
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        nets = [v.strip() for v in value if v.strip()]
+        if nets:
+            return nets
+    raise ValueError("expected true/false or a list of networks such as 192.168.1.0/24")
 
 
 @dataclass(frozen=True)
@@ -139,6 +160,14 @@ _SPECS: tuple[SettingSpec, ...] = (
     _spec("max_retries", "VLGATE_MAX_RETRIES", "retries per request"),
     _spec("timeout", "VLGATE_TIMEOUT", "seconds per attempt"),
     _spec("family", "VLGATE_FAMILY", "model family override"),
+    # A bool or a list of networks in ModelConfig: its own parser (true/false, or networks).
+    SettingSpec(
+        "allow_private_urls",
+        ModelConfig.model_fields["allow_private_urls"].default,
+        _private_urls,
+        "VLGATE_ALLOW_PRIVATE_URLS",
+        "fetch image URLs on private/loopback addresses (true, or allowed networks)",
+    ),
     # No env var on purpose: keys live in the provider's own variable (OPENAI_API_KEY, ...).
     _spec("api_key", None, "API key (file or flag only)"),
 )

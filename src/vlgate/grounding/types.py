@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import colorsys
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -227,8 +226,10 @@ class Detections(_Results[Detection]):
         }
 
     def annotate(self, image: Any) -> PILImage.Image:
-        """A copy of ``image`` with the boxes and labels drawn on it."""
-        return _annotate(image, boxes=self._items, points=())
+        """A copy of ``image`` with the boxes drawn: labelled, or past a dozen in a legend."""
+        from .draw import annotate
+
+        return annotate(image, boxes=self._items)
 
 
 class Points(_Results[Point]):
@@ -281,8 +282,10 @@ class Points(_Results[Point]):
         }
 
     def annotate(self, image: Any) -> PILImage.Image:
-        """A copy of ``image`` with the points and labels drawn on it."""
-        return _annotate(image, boxes=(), points=self._items)
+        """A copy of ``image`` with the points drawn: labelled, or past a dozen in a legend."""
+        from .draw import annotate
+
+        return annotate(image, points=self._items)
 
 
 def _import_supervision() -> Any:
@@ -293,86 +296,3 @@ def _import_supervision() -> Any:
             "converting to supervision needs the supervision package: pip install supervision"
         ) from None
     return supervision
-
-
-# --- drawing ---------------------------------------------------------------------------------
-
-
-def _to_pil(image: Any) -> PILImage.Image:
-    import numpy as np
-    from PIL import Image as PILImageModule
-
-    if isinstance(image, PILImageModule.Image):
-        from PIL import ImageOps
-
-        return ImageOps.exif_transpose(image).convert("RGB")
-    if isinstance(image, np.ndarray):
-        arr = image
-        if arr.dtype != np.uint8:
-            arr = np.clip(arr, 0, 255).astype(np.uint8)
-        if arr.ndim == 3 and arr.shape[2] == 4:
-            return PILImageModule.fromarray(arr, "RGBA").convert("RGB")
-        return PILImageModule.fromarray(arr).convert("RGB")
-    try:
-        from ..image import Image as VlImage
-    except ImportError as exc:  # pragma: no cover - image.py ships with vlgate
-        raise TypeError(f"cannot draw on {type(image).__name__}; pass a PIL image") from exc
-    loaded = image if isinstance(image, VlImage) else VlImage.load(image)
-    return loaded.to_pil().convert("RGB")
-
-
-def _colour(index: int) -> tuple[int, int, int]:
-    # Golden-ratio hue steps keep neighbouring labels far apart on the colour wheel.
-    r, g, b = colorsys.hsv_to_rgb((index * 0.618033988749895) % 1.0, 0.85, 0.95)
-    return int(r * 255), int(g * 255), int(b * 255)
-
-
-def _annotate(image: Any, *, boxes: Sequence[Detection], points: Sequence[Point]) -> PILImage.Image:
-    from PIL import ImageDraw, ImageFont
-
-    canvas = _to_pil(image).copy()
-    draw = ImageDraw.Draw(canvas)
-    w, h = canvas.size
-    short = min(w, h)
-    line = max(1, round(short / 250))
-    font_size = max(10, round(short / 40))
-    font = ImageFont.load_default(size=font_size)
-    colours: dict[str, tuple[int, int, int]] = {}
-
-    def colour_of(label: str) -> tuple[int, int, int]:
-        if label not in colours:
-            colours[label] = _colour(len(colours))
-        return colours[label]
-
-    def label_at(x: float, y: float, text: str, colour: tuple[int, int, int]) -> None:
-        if not text:
-            return
-        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-        tw, th = right - left, bottom - top
-        pad = max(1, font_size // 5)
-        bx = min(max(0.0, x), max(0.0, w - tw - 2 * pad))
-        by = y - th - 2 * pad
-        if by < 0:
-            by = y
-        draw.rectangle((bx, by, bx + tw + 2 * pad, by + th + 2 * pad), fill=colour)
-        luma = 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]
-        ink = (0, 0, 0) if luma > 140 else (255, 255, 255)
-        draw.text((bx + pad - left, by + pad - top), text, fill=ink, font=font)
-
-    for d in boxes:
-        colour = colour_of(d.label)
-        draw.rectangle(d.xyxy, outline=colour, width=line)
-        text = d.label if d.score is None else f"{d.label} {d.score:.2f}"
-        label_at(d.xyxy[0], d.xyxy[1], text, colour)
-    radius = max(3, round(short / 120))
-    for p in points:
-        colour = colour_of(p.label)
-        x, y = p.xy
-        draw.ellipse(
-            (x - radius, y - radius, x + radius, y + radius),
-            fill=colour,
-            outline=(255, 255, 255),
-            width=max(1, line // 2),
-        )
-        label_at(x + radius, y - radius, p.label, colour)
-    return canvas
