@@ -48,7 +48,9 @@ def banner(emu: Emulator, key: str | None) -> list[str]:
     Example:
         >>> from vlgate.testing import Emulator
         >>> with Emulator(port=0) as emu:                                      # doctest: +SKIP
-        ...     print("\\n".join(banner(emu, "emu-key")))
+        ...     lines = banner(emu, "emu-key")
+        >>> lines[0]                                                           # doctest: +SKIP
+        'vlgate emulator on http://127.0.0.1:41234   key: emu-key   (Ctrl-C to stop)'
     """
     lines = [
         f"vlgate emulator on {emu.url}   key: {key or 'none needed'}   (Ctrl-C to stop)",
