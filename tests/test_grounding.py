@@ -11,7 +11,9 @@ from vlgate.errors import ConfigError
 from vlgate.grounding import (
     CONVENTIONS,
     Detection,
+    Detections,
     Point,
+    Points,
     detection_prompt,
     get_convention,
     parse_detections,
@@ -604,8 +606,8 @@ def test_fuzz_random_text_never_raises() -> None:
 @settings(max_examples=150, deadline=None)
 @given(text=st.text(max_size=300), name=st.sampled_from(sorted(CONVENTIONS)))
 def test_hypothesis_any_text_parses_to_a_list(text: str, name: str) -> None:
-    assert isinstance(parse_detections(text, name, (100, 100)), list)
-    assert isinstance(parse_points(text, name, (100, 100)), list)
+    assert isinstance(parse_detections(text, name, (100, 100)), Detections)
+    assert isinstance(parse_points(text, name, (100, 100)), Points)
 
 
 ADVERSARIAL = [

@@ -511,7 +511,9 @@ class VlModel:
             encoded = [await engine.aencode(img, kwargs)]
             answer = await self._loop.send(engine, encoded, full_prompt, kwargs, **options)
             try:
-                return _validate_json(answer, model_cls, schema_dict)
+                return await _off_loop_if_large(
+                    answer, _validate_json, answer, model_cls, schema_dict
+                )
             except ResponseError as first:
                 log.debug("JSON answer unusable (%s); asking once more", first)
                 repair = (
@@ -522,7 +524,9 @@ class VlModel:
                 fixed = await self._loop.send(
                     engine, encoded, full_prompt, kwargs, history=history, **options
                 )
-                return _validate_json(fixed, model_cls, schema_dict)
+                return await _off_loop_if_large(
+                    fixed, _validate_json, fixed, model_cls, schema_dict
+                )
 
         return await self._run(op, "json")
 
@@ -540,7 +544,9 @@ class VlModel:
             (412.0, 230.5, 468.0, 301.0)
         """
         dets = await self._ground(_DETECT, image, target, kwargs)
-        return Detections(dets.items, image_size=dets.image_size, answer=dets.answer)
+        return Detections(
+            dets.items, image_size=dets.image_size, answer=dets.answer, dropped=dets.items.dropped
+        )
 
     async def apoint(self, image: ImageInput, target: str, **kwargs: Any) -> Points:
         """Points on ``target`` in pixels of the original image.
@@ -550,7 +556,9 @@ class VlModel:
             (233.0, 118.5)
         """
         pts = await self._ground(_POINT, image, target, kwargs)
-        return Points(pts.items, image_size=pts.image_size, answer=pts.answer)
+        return Points(
+            pts.items, image_size=pts.image_size, answer=pts.answer, dropped=pts.items.dropped
+        )
 
     async def _ground(
         self, task: _GroundingTask, image: ImageInput, target: str, kwargs: dict[str, Any]
@@ -564,8 +572,14 @@ class VlModel:
             prompt = task.prompt(engine.convention, target, seen)
             native = Task(task.name, target)
             answer = await self._loop.send(engine, [encoded], prompt, kwargs, native)
-            found = task.parse(
-                answer, engine.convention, img.size, model_input_size=seen, default_label=target
+            found = await _off_loop_if_large(
+                answer,
+                task.parse,
+                answer,
+                engine.convention,
+                img.size,
+                model_input_size=seen,
+                default_label=target,
             )
             if not found:
                 log.debug("no %s results parsed from answer: %.200s", task.name, answer)
@@ -680,7 +694,7 @@ class _GroundingTask:
 
     name: Literal["detect", "point"]
     prompt: Callable[..., str]
-    parse: Callable[..., list[Any]]
+    parse: Callable[..., Any]  # Detections or Points
 
 
 _CAPTION = Task("caption")
@@ -688,9 +702,19 @@ _DETECT = _GroundingTask("detect", detection_prompt, parse_detections)
 _POINT = _GroundingTask("point", point_prompt, parse_points)
 
 
+OFF_LOOP_CHARS = 32_768
+"""Answers longer than this are parsed in a worker thread, so parsing never stalls the loop."""
+
+
+async def _off_loop_if_large(text: Any, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    if isinstance(text, str) and len(text) > OFF_LOOP_CHARS:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    return fn(*args, **kwargs)
+
+
 @dataclass(frozen=True)
 class _Grounded:
-    items: list[Any]
+    items: Any  # Detections or Points
     image_size: tuple[int, int]
     answer: Answer
 

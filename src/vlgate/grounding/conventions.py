@@ -64,6 +64,8 @@ class Convention:
     """Values are bin indices; decode at the bin centre, ``(N + 0.5) * W / scale`` (Florence-2)."""
     box_keys: tuple[str, ...] = ("bbox_2d", "bbox", "box_2d", "box")
     point_keys: tuple[str, ...] = ("point_2d", "point")
+    label_keys: tuple[str, ...] = ()
+    """JSON label keys tried before the shared :data:`vlgate.grounding.labels.LABEL_KEYS`."""
     boxes: bool = True
     """Whether the family outputs boxes."""
     points: bool = True

@@ -72,7 +72,7 @@ T = TypeVar("T", Detection, Point)
 class _Results(Sequence[T], Generic[T]):
     """An immutable list of results that knows the size of the image they belong to."""
 
-    __slots__ = ("_items", "answer", "image_size")
+    __slots__ = ("_items", "answer", "dropped", "image_size")
 
     def __init__(
         self,
@@ -80,11 +80,16 @@ class _Results(Sequence[T], Generic[T]):
         *,
         image_size: tuple[int, int] | None = None,
         answer: Any = None,
+        dropped: int = 0,
     ):
         self._items: tuple[T, ...] = tuple(items)
         self.image_size = image_size
         self.answer = answer
         """The model's raw answer (a :class:`vlgate.Answer`) when these came from a model."""
+        self.dropped = dropped
+        """Items in the answer that could not be read (wrong number of coordinates, truncated,
+        missing a required label, not finite, zero area): ``0`` with no results means the model
+        found nothing; more than ``0`` means part of its answer was unreadable."""
 
     @property
     def usage(self) -> Any:
@@ -121,7 +126,10 @@ class _Results(Sequence[T], Generic[T]):
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({list(self._items)!r}, image_size={self.image_size!r})"
+        extra = f", dropped={self.dropped}" if self.dropped else ""
+        return (
+            f"{type(self).__name__}({list(self._items)!r}, image_size={self.image_size!r}{extra})"
+        )
 
     @property
     def labels(self) -> list[str]:
