@@ -1,7 +1,8 @@
 """Soak: 2,000 requests through the emulator with 30 % transient faults.
 
-Every answer must be delivered, in input order, each one about its own image (the emulator
-names the size of the image it received, and every image here has a unique size), and the
+Every answer must be delivered, in input order, each one about its own image (asked for the
+image's width and height as JSON, the emulator names the size of the image it received, and
+every image here has a unique size), and the
 attempts vlgate reports must add up to exactly what reached the emulator.
 """
 
@@ -21,6 +22,10 @@ from vlgate.testing import Emulator
 from .conftest import KEY
 
 N = 2000
+SIZE_PROMPT = (
+    'Reply in JSON: {"type": "object", "properties": {"width": {"type": "integer"}, '
+    '"height": {"type": "integer"}}}'
+)
 FAULTS = ["429:0.01", "500", "502", "503", "hang:1.5", "reset"]
 
 
@@ -50,7 +55,7 @@ def test_soak_2000_requests_with_30_percent_transient_faults() -> None:
         emu.clear()
         emu.set_faults(rate=0.3, kinds=FAULTS, seed=11)
         started = time.perf_counter()
-        answers = model.query_batch(images, "Describe this image.")
+        answers = model.query_batch(images, SIZE_PROMPT)
         elapsed = time.perf_counter() - started
         requests = emu.requests
         model.stop()
@@ -58,7 +63,7 @@ def test_soak_2000_requests_with_30_percent_transient_faults() -> None:
     assert len(answers) == N
     for (w, h), answer in zip(sizes, answers, strict=True):
         assert isinstance(answer, vlgate.Answer)
-        m = re.search(r"A (\d+)x(\d+) image", answer)
+        m = re.search(r'"width": (\d+), "height": (\d+)', answer)
         assert m and (int(m.group(1)), int(m.group(2))) == (w, h), answer
     assert len({str(a) for a in answers}) == N  # no answer delivered twice
 

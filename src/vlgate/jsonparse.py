@@ -95,7 +95,8 @@ def json_candidates(text: str) -> Iterator[tuple[tuple[str, str], Any]]:
         return
     budget = _Budget()
     seen: set[str] = set()
-    for origin, piece in _pieces(text[:MAX_CHARS], budget):
+    text = text[:MAX_CHARS]
+    for origin, piece in _pieces(text, budget):
         if origin[1] == "outer":
             # The JSON value that starts at the first bracket, chatter after it ignored: one pass
             # of the C scanner covers "JSON then chatter" and "chatter, JSON, chatter".
@@ -111,6 +112,36 @@ def json_candidates(text: str) -> Iterator[tuple[tuple[str, str], Any]]:
         ok, value = _loads(piece, budget)
         if ok:
             yield origin, value
+    for value in _salvage(text):
+        yield ("salvage", "object"), value
+
+
+_MAX_SALVAGE_TRIES = 2_000
+
+
+def _salvage(text: str) -> Iterator[Any]:
+    """Complete ``{...}`` objects anywhere in text that is not JSON as a whole (a stray brace,
+    a missing bracket): each object that decodes on its own, outermost first.
+
+    Each failed attempt costs the characters the C decoder read before failing; their total is
+    bounded by twice the text, so this stays linear.
+    """
+    budget = 2 * len(text)
+    tries = 0
+    pos = text.find("{")
+    while pos >= 0 and budget > 0 and tries < _MAX_SALVAGE_TRIES:
+        tries += 1
+        try:
+            value, end = _DECODER.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            budget -= max(1, exc.pos - pos)
+            pos = text.find("{", pos + 1)
+            continue
+        except (ValueError, RecursionError):
+            pos = text.find("{", pos + 1)
+            continue
+        yield value
+        pos = text.find("{", end)
 
 
 class _Budget:

@@ -18,6 +18,7 @@ __all__ = ["CONVENTIONS", "Convention", "get_convention"]
 Syntax = Literal[
     "json",  # JSON (or a Python literal) of objects with box/point keys, or bare number lists
     "qwen2-tokens",  # <|object_ref_start|>l<|object_ref_end|><|box_start|>(x1,y1),(x2,y2)...
+    "qwen2-plain",  # the same with the markers stripped: l(x1,y1),(x2,y2)
     "ref-box",  # <ref>l</ref><box>[[x1,y1,x2,y2]]</box> (InternVL; Qwen-VL v1 with (x,y) pairs)
     "deepseek-det",  # <|ref|>l<|/ref|><|det|>[[x1,y1,x2,y2]]<|/det|>
     "glm-box",  # <|begin_of_box|>[[x1,y1,x2,y2]]<|end_of_box|>
@@ -141,7 +142,7 @@ CONVENTIONS: dict[str, Convention] = {
     for c in [
         Convention(
             name="qwen2-vl",
-            syntax=("qwen2-tokens", "ref-box", "json"),
+            syntax=("qwen2-tokens", "ref-box", "json", "qwen2-plain"),
             scale=1000,
             points=False,
             detect_template=(
@@ -166,6 +167,8 @@ CONVENTIONS: dict[str, Convention] = {
             name="qwen3-vl",
             syntax=("json", "xml-points"),
             scale=1000,
+            # The Qwen3-VL omni-recognition cookbook answers with name_en/name_zh or names{}.
+            label_keys=("label", "name_en", "names", "name_zh"),
             detect_template=_QWEN_DETECT,
             point_template=_QWEN_POINT,
             description="JSON bbox_2d/point_2d, 0-1000 of the full image",

@@ -30,6 +30,7 @@ from .labels import (
     MULTI_POINT_KEYS,
     POINT_KEYS,
     SCORE_KEYS,
+    TOOL_CALL_KEYS,
     WRAPPER_KEYS,
     clean_label,
 )
@@ -38,9 +39,10 @@ from .raw import MAX_ITEMS, Kind, Raw, drop, to_float
 __all__ = ["parse_json", "walk"]
 
 MAX_DEPTH = 12
-_SEVERAL = ("outer", "span", "cut")  # kinds of candidate read together with the spans after them
+_NESTED_LABEL_KEYS = ("en", "label", "name", "text")
+_SEVERAL = ("outer", "span", "cut", "object")  # candidates read together with those after
 _MAX_SCALARS = 64  # longer flat lists are not one item
-MAX_VISITS = 20_000
+MAX_VISITS = 5_000
 """JSON values looked at per walk; a bigger answer is read up to there."""
 _MAX_CANDIDATES = 64
 
@@ -88,9 +90,17 @@ def _lower(d: dict[Any, Any]) -> dict[str, Any]:
 
 
 def _label_of(d: dict[str, Any], conv: Convention) -> str | None:
+    if any(k in d for k in TOOL_CALL_KEYS):
+        return None
     for key in conv.label_keys + LABEL_KEYS:
         if key in d:
-            label = clean_label(d[key])
+            value = d[key]
+            if isinstance(value, dict):
+                # {"names": {"zh": "米饭", "en": "Rice"}}: English, then any text (Qwen3-VL).
+                value = next(
+                    (v for k, v in _lower(value).items() if k in _NESTED_LABEL_KEYS), None
+                ) or next((v for v in value.values() if isinstance(v, str)), None)
+            label = clean_label(value)
             if label is not None:
                 return label
     return None
@@ -272,8 +282,11 @@ def _walk(
         for key, v in list(d.items())[:MAX_ITEMS]:
             if not isinstance(v, (list, dict)) or key in EITHER_KEYS:
                 continue
-            # {"cup": [x1, y1, x2, y2]}: a key that is not a wrapper labels what it holds.
-            hint = (own or label) if key in WRAPPER_KEYS else (own or clean_label(key))
+            # {"cup": [x1, y1, x2, y2]}: a key that is not a wrapper labels the coordinates it
+            # holds; objects below keep their own labels, else inherit this one's.
+            numeric = isinstance(v, list) and not any(isinstance(x, dict) for x in v[:8])
+            keyed = numeric and key not in WRAPPER_KEYS
+            hint = own or (clean_label(key) if keyed else label)
             _walk(v, conv, want, hint, depth + 1, out, visits)
             if len(out) >= MAX_ITEMS or visits[0] < 0:
                 return

@@ -26,6 +26,7 @@ __all__ = [
     "MULTI_POINT_KEYS",
     "POINT_KEYS",
     "SCORE_KEYS",
+    "TOOL_CALL_KEYS",
     "WRAPPER_KEYS",
     "clean_label",
     "label_from_text",
@@ -56,6 +57,10 @@ LABEL_KEYS: tuple[str, ...] = (
 ITEM_LABEL_KEYS: tuple[str, ...] = LABEL_KEYS[:8]
 """Label keys that mark an item: an object with one of them but no coordinates is dropped."""
 
+TOOL_CALL_KEYS: tuple[str, ...] = ("arguments", "parameters", "args")
+"""An object holding one of these is a tool call (``{"name": "mobile_use", "arguments": {...}}``):
+its ``name`` is a function, not a label."""
+
 SCORE_KEYS: tuple[str, ...] = ("score", "confidence", "conf", "probability", "prob")
 
 BOX_KEYS: tuple[str, ...] = (
@@ -77,7 +82,7 @@ MULTI_BOX_KEYS: tuple[str, ...] = ("bboxes", "boxes", "bounding_boxes", "bboxes_
 POINT_KEYS: tuple[str, ...] = ("point_2d", "point", "xy", "center", "centre", "keypoint")
 MULTI_POINT_KEYS: tuple[str, ...] = ("points", "points_2d", "keypoints")
 
-EITHER_KEYS: tuple[str, ...] = ("coordinates", "coords", "position", "location")
+EITHER_KEYS: tuple[str, ...] = ("coordinates", "coordinate", "coords", "position", "location")
 """Keys whose value is a box or a point, told apart by how many numbers it holds."""
 
 WRAPPER_KEYS: tuple[str, ...] = (

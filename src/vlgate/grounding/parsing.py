@@ -25,7 +25,13 @@ from ..jsonparse import MAX_CHARS
 from .conventions import Convention, Syntax, get_convention
 from .jsonwalk import parse_json
 from .raw import MAX_ITEMS, Kind, Raw
-from .tags import parse_florence, parse_paligemma, parse_qwen2, parse_tags, parse_xml_points
+from .tags import (
+    parse_florence,
+    parse_paligemma,
+    parse_qwen2_plain,
+    parse_tags,
+    parse_xml_points,
+)
 from .types import Detection, Detections, Point, Points
 
 __all__ = ["parse_detections", "parse_points"]
@@ -110,7 +116,7 @@ def parse_points(
             out.append(pt)
     if out:
         return Points(out, image_size=size, dropped=dropped)
-    boxes = parse_detections(text, conv, image_size, model_input_size, default_label=default_label)
+    boxes = _detections(parsed, image_size, model_input_size, default_label)
     if not boxes and not boxes.dropped:
         return Points([], image_size=size, dropped=dropped)
     centres = [Point(d.label, d.center, raw=d.raw, convention=d.convention) for d in boxes]
@@ -221,7 +227,8 @@ def _tags(syntax: str) -> Callable[[str, Convention], Iterable[Raw]]:
 
 _PARSERS: dict[Syntax, Callable[[str, Convention], Iterable[Raw]]] = {
     "json": parse_json,
-    "qwen2-tokens": parse_qwen2,
+    "qwen2-tokens": _tags("qwen2-tokens"),
+    "qwen2-plain": parse_qwen2_plain,
     "ref-box": _tags("ref-box"),
     "deepseek-det": _tags("deepseek-det"),
     "glm-box": _tags("glm-box"),

@@ -17,7 +17,15 @@ from .jsonwalk import parse_json
 from .labels import MAX_LABEL, clean_label, label_from_text
 from .raw import MAX_ITEMS, NUMBER, Raw, drop, kind_of, numbers
 
-__all__ = ["TAGS", "Tags", "parse_florence", "parse_paligemma", "parse_tags", "parse_xml_points"]
+__all__ = [
+    "TAGS",
+    "Tags",
+    "parse_florence",
+    "parse_paligemma",
+    "parse_qwen2_plain",
+    "parse_tags",
+    "parse_xml_points",
+]
 
 
 @dataclass(frozen=True)
@@ -164,12 +172,9 @@ _QWEN2_STRIPPED = re.compile(
 )
 
 
-def parse_qwen2(text: str, conv: Convention) -> list[Raw]:
-    """Qwen2-VL: tokens when present, else the stripped ``label(x1,y1),(x2,y2)`` form
-    (``skip_special_tokens=True`` removes the markers)."""
-    tagged = parse_tags("qwen2-tokens", text, conv)
-    if tagged:
-        return tagged
+def parse_qwen2_plain(text: str, conv: Convention) -> list[Raw]:
+    """Qwen2-VL with its markers stripped (``skip_special_tokens=True``):
+    ``label(x1,y1),(x2,y2)``, the label being the words before the box."""
     out: list[Raw] = []
     prev = 0
     for m in _QWEN2_STRIPPED.finditer(text):

@@ -184,6 +184,8 @@ def answer(ask: Ask) -> str:
         return f"Hello! I am an emulated {ask.model}. I received no image."
     if sight is None:
         return "I could not read the image."
+    if not sight.scene:
+        return _unrecognised(ask, it, fam, sight)
     if it in ("detect", "point"):
         chosen = _targets(ask.prompt, objects)
         text = _grounding_text(fam, it, chosen, sight)
@@ -223,11 +225,44 @@ def answer(ask: Ask) -> str:
     return f"I see {_phrase(objects)} on a grey background."
 
 
+UNRECOGNISED_CAPTION = "An image with nothing in it that I can name."
+"""The caption for an image that is not a synthetic scene (a photograph, noise, a blank page)."""
+
+
 def _caption(objects: Sequence[Seen], sight: Sight) -> str:
-    w, h = sight.size
+    # No pixel size: the emulator sees the image vlgate sent (maybe resized), not the user's.
+    if not sight.scene:
+        return UNRECOGNISED_CAPTION
     n = len(objects)
     what = f"{n} shape{'s' if n != 1 else ''}: {_phrase(objects)}" if n else _phrase(objects)
-    return f"A {w}x{h} image of {what} on a textured grey background."
+    return f"An image of {what} on a textured grey background."
+
+
+def _unrecognised(ask: Ask, intent: str, fam: Family, sight: Sight) -> str:
+    """Answers about an image that is not a synthetic scene, as a real model that can name
+    nothing in it would give them: no boxes or points, a count of 0, a short plain caption."""
+    if intent in ("detect", "point"):
+        if ask.json_mode:
+            return json.dumps({"objects": []})
+        text = (
+            format_boxes(fam, [], sight.size)
+            if intent == "detect"
+            else format_points(fam, [], sight.size)
+        )
+        return text if text.strip() else "I cannot find that in this image."
+    if intent == "count":
+        if ask.json_mode:
+            return json.dumps({"count": 0})
+        if _ONLY_NUMBER.search(ask.prompt.lower()):
+            return "0"
+        return f"There are 0 {_noun(ask.prompt)}s."
+    if intent == "caption":
+        return (
+            json.dumps({"caption": UNRECOGNISED_CAPTION}) if ask.json_mode else UNRECOGNISED_CAPTION
+        )
+    if intent == "json":
+        return json.dumps({"objects": [], "count": 0, "caption": UNRECOGNISED_CAPTION})
+    return "I cannot make out any objects I can name in this image."
 
 
 def _px(box: tuple[float, float, float, float]) -> list[int]:

@@ -218,6 +218,7 @@ class Emulator:
     async def _startup(self) -> None:
         self._stopping = asyncio.Event()
         app = web.Application(client_max_size=_MAX_BODY)
+        app.on_response_prepare.append(_scene_header)
         self._routes(app)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
@@ -566,6 +567,7 @@ class Emulator:
         if msg is not None:
             raise WireError(400, msg)
         sights = await self._look(parsed)
+        request[_SCENE_KEY] = scene_status(sights) or ""
         structured = variant in ("moondream-detect", "moondream-point")
         text = answer(
             Ask(
@@ -759,6 +761,28 @@ class Emulator:
             await resp.write(b"]")
         await resp.write_eof()
         return resp
+
+
+_SCENE_KEY = web.RequestKey("scene", str)
+SCENE_HEADER = "x-emulator-scene"
+"""Response header: ``recognised`` (synthetic scenes), ``unrecognised`` (an image the emulator
+cannot see into, e.g. a photograph: it answered as a model that names nothing) or
+``unreadable``; absent when the request held no image."""
+
+
+def scene_status(sights: list[Sight | None]) -> str | None:
+    """The :data:`SCENE_HEADER` value for the images of one request."""
+    if not sights:
+        return None
+    if any(s is None for s in sights):
+        return "unreadable"
+    return "recognised" if all(s is not None and s.scene for s in sights) else "unrecognised"
+
+
+async def _scene_header(request: web.Request, response: web.StreamResponse) -> None:
+    status = request.get(_SCENE_KEY)
+    if status:
+        response.headers[SCENE_HEADER] = status
 
 
 def _mask(key: str) -> str:

@@ -36,7 +36,7 @@ try:  # libjpeg-turbo straight into numpy: half of Pillow's decode time for a sm
 except ImportError:  # pragma: no cover - a core dependency of vlgate, but optional here
     _simplejpeg = None
 
-__all__ = ["Seen", "Sight", "analyze"]
+__all__ = ["Seen", "Sight", "analyze", "looks_like_scene"]
 
 _NAMES = list(PALETTE)
 _COLOURS = np.array([PALETTE[n] for n in _NAMES], dtype=np.int32)
@@ -63,11 +63,16 @@ class Seen:
 
 @dataclass(frozen=True)
 class Sight:
-    """What one image shows: upright ``size`` (w, h), the objects, and the mean colour."""
+    """What one image shows: upright ``size`` (w, h), the objects, and the mean colour.
+
+    ``scene`` is False when the image is not one of the synthetic scenes (a photograph, noise,
+    a blank page): the emulator can name nothing in it, so ``objects`` is empty.
+    """
 
     size: tuple[int, int]
     objects: tuple[Seen, ...]
     mean_rgb: tuple[int, int, int]
+    scene: bool = True
 
 
 _cache: OrderedDict[str, Sight | None] = OrderedDict()
@@ -269,9 +274,49 @@ def _refine(
     return fy0, fx0, fy1, fx1, int(np.count_nonzero(fine))
 
 
+_SCENE_GRID = 96  # long side of the grid the scene test looks at
+_MAX_OTHER = 0.05  # share of pixels neither background grey nor palette colour (scenes: < 1 %)
+_MIN_TOP_COLOURS = 0.9  # share of pixels in the 16 most common coarse colours (photos: < 0.6)
+
+
+def looks_like_scene(pixels: np.ndarray) -> bool:
+    """Whether an RGB array looks like a :func:`~vlgate.testing.scenes.make_scene` image: a
+    neutral mid-grey background and a few flat palette shapes, and almost nothing else.
+
+    Photographs have many distinct colours, gradients and dark or bright areas; noise has every
+    colour; a blank white or black page has no grey background. None of them pass.
+
+    Example:
+        >>> from vlgate.testing.scenes import make_scene
+        >>> looks_like_scene(np.asarray(make_scene(1, size=(320, 240)).image))
+        True
+        >>> looks_like_scene(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8))
+        False
+    """
+    step = max(1, max(pixels.shape[:2]) // _SCENE_GRID)
+    grid = np.ascontiguousarray(pixels[::step, ::step, :3])
+    if grid.size == 0:
+        return False
+    p = grid.astype(np.int16)
+    chroma = p.max(axis=-1) - p.min(axis=-1)
+    lum = p.mean(axis=-1)
+    grey = (chroma < 40) & (lum > 90) & (lum < 235)
+    other = ~(grey | (_classify(grid) >= 0))
+    if float(other.mean()) > _MAX_OTHER:
+        return False
+    q = p >> 4
+    codes = ((q[..., 0] << 8) | (q[..., 1] << 4) | q[..., 2]).ravel()
+    counts = np.sort(np.bincount(codes, minlength=4096))[::-1]
+    return float(counts[:16].sum()) / codes.size >= _MIN_TOP_COLOURS
+
+
 def _analyze(data: bytes) -> Sight:
     arr, (full_w, full_h) = _decode(data)
     ah, aw = arr.shape[:2]
+    if not looks_like_scene(arr):
+        grid = arr[:: max(1, max(ah, aw) // _SCENE_GRID), :: max(1, max(ah, aw) // _SCENE_GRID)]
+        m = grid.reshape(-1, 3).mean(axis=0) if grid.size else np.zeros(3)
+        return Sight((full_w, full_h), (), (int(m[0]), int(m[1]), int(m[2])), scene=False)
     sx, sy = full_w / aw, full_h / ah
     # Components are found on a sampled grid, then every box is refined on the full decoded
     # image around it: the sampling costs speed, not accuracy. A shape spans >= 4 % of the
