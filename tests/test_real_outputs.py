@@ -37,6 +37,6 @@ def test_real_output(case: dict[str, Any]) -> None:
 
 def test_the_set_is_broad() -> None:
     families = Counter(c["family"] for c in CASES)
-    assert len(CASES) >= 30 and len(families) >= 10, families
+    assert len(CASES) >= 40 and len(families) >= 12, families
     assert {c["kind"] for c in CASES} == {"boxes", "points"}
     assert all(c["source"].startswith("https://") for c in CASES)

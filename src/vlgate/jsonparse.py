@@ -84,12 +84,14 @@ def extract_json_candidates(text: str) -> Iterator[Any]:
 def json_candidates(text: str) -> Iterator[tuple[tuple[str, str], Any]]:
     """:func:`extract_json_candidates` with where each value came from: ``(group, kind)``.
 
-    ``group`` is ``"fence0"``.. or ``"text"``; ``kind`` is ``"whole"``, ``"outer"``, ``"span"``
-    (one balanced span among several) or ``"cut"`` (the complete part of a truncated span).
+    ``group`` is ``"fence0"``.. for code fences, ``"text"`` or ``"salvage"``; ``kind`` is
+    ``"whole"``, ``"outer"`` (the value starting at the first bracket), ``"span"`` (one balanced
+    span among several), ``"cut"`` (the complete part of a truncated span) or ``"object"`` (a
+    complete ``{...}`` rescued from text that is not JSON as a whole).
 
     Example:
         >>> [o for o, _ in json_candidates('x [1] y [2, 3')]
-        [('text', 'span'), ('text', 'cut')]
+        [('text', 'outer'), ('text', 'cut')]
     """
     if not isinstance(text, str) or not text.strip():
         return
