@@ -154,3 +154,20 @@ def test_one_megabyte_hostile_json_extracts_in_under_100ms() -> None:
     shapes = {s for s, _ in WORST} | {"open-braces", "quotes", "fence-json-open", "colons"}
     slow = [(s, t) for s in sorted(shapes) if (t := _cpu(extract, _HOSTILE[s])) >= 0.1]
     assert not slow
+
+
+# --- issue 9 item 2: large answers are parsed off the event loop -----------------------------
+
+
+def test_large_answers_are_parsed_in_a_worker_thread() -> None:
+    import asyncio
+    import threading
+
+    from vlgate.model import OFF_LOOP_CHARS, _off_loop_if_large
+
+    async def where(text: str) -> int:
+        return int(await _off_loop_if_large(text, threading.get_ident))
+
+    here = threading.get_ident()
+    assert asyncio.run(where("x" * 100)) == here
+    assert asyncio.run(where("x" * (OFF_LOOP_CHARS + 1))) != here
