@@ -85,7 +85,7 @@ async def test_anthropic_stream_through_litellm(emu: Emulator) -> None:
         stream=True,
     )
     text = "".join([c.choices[0].delta.content or "" async for c in r])
-    assert text.startswith("An image of 3 shapes")
+    assert text.startswith("A 800x600 image of 3 shapes")
     assert emu.requests[-1].stream is True
 
 

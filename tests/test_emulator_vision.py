@@ -298,7 +298,7 @@ def test_counting(clean: httpx.Client, colour: str) -> None:
 
 def test_caption_mentions_every_shape(clean: httpx.Client) -> None:
     text = ask(clean, "claude-sonnet-4-5", "Describe the image.")
-    assert text.startswith("An image of 5 shapes")
+    assert text.startswith("A 1920x1080 image of 5 shapes")
     for sh in SCENE.shapes:
         assert sh.label in text
 

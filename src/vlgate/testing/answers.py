@@ -230,12 +230,14 @@ UNRECOGNISED_CAPTION = "An image with nothing in it that I can name."
 
 
 def _caption(objects: Sequence[Seen], sight: Sight) -> str:
-    # No pixel size: the emulator sees the image vlgate sent (maybe resized), not the user's.
     if not sight.scene:
         return UNRECOGNISED_CAPTION
+    # The size is the image as received (after any resize by the client): tests use it to
+    # check which image an answer belongs to.
+    w, h = sight.size
     n = len(objects)
     what = f"{n} shape{'s' if n != 1 else ''}: {_phrase(objects)}" if n else _phrase(objects)
-    return f"An image of {what} on a textured grey background."
+    return f"A {w}x{h} image of {what} on a textured grey background."
 
 
 def _unrecognised(ask: Ask, intent: str, fam: Family, sight: Sight) -> str:
