@@ -275,8 +275,8 @@ def _refine(
 
 
 _SCENE_GRID = 96  # long side of the grid the scene test looks at
-_MAX_OTHER = 0.05  # share of pixels neither background grey nor palette colour (scenes: < 1 %)
-_MIN_TOP_COLOURS = 0.9  # share of pixels in the 16 most common coarse colours (photos: < 0.6)
+_MAX_OTHER = 0.12  # share of pixels neither background grey nor palette colour (scenes: < 5 %)
+_MIN_TOP_COLOURS = 0.75  # share in the 16 most common coarse colours (tiny JPEG scenes 0.85+)
 
 
 def looks_like_scene(pixels: np.ndarray) -> bool:
