@@ -118,7 +118,7 @@ def json_candidates(text: str) -> Iterator[tuple[tuple[str, str], Any]]:
         yield ("salvage", "object"), value
 
 
-_MAX_SALVAGE_TRIES = 2_000
+_MAX_SALVAGE_TRIES = 500
 
 
 def _salvage(text: str) -> Iterator[Any]:
@@ -140,8 +140,7 @@ def _salvage(text: str) -> Iterator[Any]:
             pos = text.find("{", pos + 1)
             continue
         except (ValueError, RecursionError):
-            pos = text.find("{", pos + 1)
-            continue
+            return  # nesting deeper than the decoder allows: not salvageable JSON
         yield value
         pos = text.find("{", end)
 
