@@ -313,7 +313,9 @@ class OTelHook:
 
     @staticmethod
     def _metric_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in attrs.items() if k != "server.port" or "server.address" in attrs}
+        # The call span's creation attributes are also the metrics' (server.port only ever
+        # comes with server.address, as the conventions require).
+        return dict(attrs)
 
 
 def instrument(
