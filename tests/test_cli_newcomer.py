@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.server
 import itertools
 import json
+import logging
 import re
 import threading
 from collections.abc import Iterator
@@ -257,7 +258,19 @@ def test_models_piped_is_never_truncated() -> None:
 
 # --- 4. help ---------------------------------------------------------------------------------
 
-COMMANDS = ("query", "caption", "detect", "point", "batch", "models", "doctor", "emulate", "demo")
+COMMANDS = (
+    "query",
+    "caption",
+    "detect",
+    "point",
+    "batch",
+    "models",
+    "doctor",
+    "emulate",
+    "demo",
+    "gateway",
+    "gateway init",
+)
 
 
 def _help(runner: CliRunner, *args: str) -> str:
@@ -268,7 +281,7 @@ def _help(runner: CliRunner, *args: str) -> str:
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])
 def test_help_reads_well_at_80_columns(runner: CliRunner, command: str | None) -> None:
-    page = _help(runner, *([command] if command else []))
+    page = _help(runner, *(command.split() if command else []))
     lines = page.splitlines()
     assert all(len(line) <= 80 for line in lines)
     assert "<bool>" not in page  # flags take no value
@@ -297,6 +310,28 @@ def test_global_flags_after_the_subcommand(
     quiet = runner.invoke(app, [*args[:2], "unicorn", *args[3:], "-q"], env=env)
     assert quiet.exit_code == 0 and "DEBUG" not in quiet.stderr
     page = _help(runner, "query")
+    assert "--verbose" in page and "--quiet" in page
+
+
+@pytest.mark.parametrize(
+    ("where", "level"),
+    [("after", logging.DEBUG), ("group", logging.DEBUG), ("quiet", logging.ERROR)],
+)
+def test_global_flags_after_the_gateway_subcommand(
+    runner: CliRunner, tmp_path: Path, where: str, level: int
+) -> None:
+    out = tmp_path / "config.yaml"
+    init = ["init", "-a", "vision=openai/gpt-4o", "-o", str(out)]
+    args = {
+        "after": ["gateway", *init, "-vv"],
+        "group": ["gateway", "-v", *init, "-v"],  # counts add up: -vv
+        "quiet": ["gateway", *init, "-q"],
+    }[where]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert 'model_name: "vision"' in out.read_text()
+    assert logging.getLogger("vlgate").level == level
+    page = _help(runner, "gateway", "init")
     assert "--verbose" in page and "--quiet" in page
 
 

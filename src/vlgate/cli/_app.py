@@ -150,6 +150,14 @@ class VlGroup(TyperGroup):
         return _no_flag_metavar(super().get_params(ctx))
 
 
+class VlSubGroup(VlGroup):
+    """A command group under ``vlgate`` (``vlgate gateway``): global options accepted too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.extend(_global_params())
+
+
 app = typer.Typer(
     name="vlgate",
     help=HELP,
@@ -184,4 +192,4 @@ def _root(
 
 for _module in (ask, batch, info, serve):
     _module.register(app, VlCommand)
-gateway.register(app)
+gateway.register(app, VlCommand, VlSubGroup)

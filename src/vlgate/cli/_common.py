@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import json
 import logging
 import os
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, cast
 
 import typer
 
@@ -209,6 +212,69 @@ AllowPrivateFlag = Annotated[
 HtmlOpt = Annotated[
     Path | None, typer.Option("--html", help="Also write a self-contained HTML report here.")
 ]
+
+
+@dataclass(frozen=True)
+class ModelFlags:
+    """The model options every one-image command takes, as one value (see :func:`model_flags`).
+
+    Example:
+        >>> ModelFlags(model="openai/gpt-4o-mini").overrides()["allow_private_urls"] is None
+        True
+    """
+
+    model: str | None = None
+    api_base: str | None = None
+    timeout: float | None = None
+    max_retries: int | None = None
+    allow_private_urls: bool = False
+
+    def overrides(self) -> dict[str, Any]:
+        """The settings these flags set (``None``: not given, a lower layer decides)."""
+        # --allow-private-urls not given: the env var or config file decides.
+        return {**asdict(self), "allow_private_urls": True if self.allow_private_urls else None}
+
+
+def _model_flags_holder(
+    model: ModelOpt = None,
+    api_base: ApiBaseOpt = None,
+    timeout: TimeoutOpt = None,
+    max_retries: RetriesOpt = None,
+    allow_private_urls: AllowPrivateFlag = False,
+) -> None:  # pragma: no cover - only its signature is read
+    """The options :func:`model_flags` puts in a command's signature, in this order."""
+
+
+_MODEL_FLAG_PARAMS = tuple(
+    inspect.signature(_model_flags_holder, eval_str=True).parameters.values()
+)
+
+
+def model_flags(command: Callable[..., None]) -> Callable[..., None]:
+    """Give ``command`` the model options (``-m``, ``--api-base``, ``--timeout``,
+    ``--max-retries``, ``--allow-private-urls``) where it declares ``flags: ModelFlags``; it
+    receives them as one :class:`ModelFlags`. One declaration instead of a copy per command.
+
+    Example:
+        >>> @model_flags
+        ... def cmd(image: str, flags: ModelFlags) -> None: ...
+        >>> list(inspect.signature(cmd).parameters)[:3]
+        ['image', 'model', 'api_base']
+    """
+    signature = inspect.signature(command, eval_str=True)
+    names = [p.name for p in _MODEL_FLAG_PARAMS]
+    params: list[inspect.Parameter] = []
+    for param in signature.parameters.values():
+        params.extend(_MODEL_FLAG_PARAMS if param.name == "flags" else (param,))
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> None:
+        flags = ModelFlags(**{name: kwargs.pop(name) for name in names})
+        command(**kwargs, flags=flags)
+
+    # inspect.signature (and so typer) stops at __signature__ instead of following __wrapped__.
+    cast(Any, wrapper).__signature__ = signature.replace(parameters=params)
+    return wrapper
 
 
 def build_model(overrides: Mapping[str, Any]) -> VlModel:

@@ -4,28 +4,29 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from ..batchrecord import BatchRecord
 from ._common import (
-    AllowPrivateFlag,
-    ApiBaseOpt,
     HtmlOpt,
     JsonFlag,
-    ModelOpt,
-    RetriesOpt,
-    TimeoutOpt,
+    ModelFlags,
     build_model,
     echo,
     errors_to_exit,
+    model_flags,
     print_json,
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..grounding import Detections, Points
-    from ..model import Answer
+    from ..model import Answer, VlModel
+
+T = TypeVar("T")
 
 ImageArg = Annotated[
     str, typer.Argument(help="Image path, URL, data URI, or - for stdin.", show_default=False)
@@ -41,21 +42,15 @@ def _title(image: str) -> str:
     return "stdin" if image == "-" else image
 
 
-def _overrides(
-    model: str | None,
-    api_base: str | None,
-    timeout: float | None,
-    max_retries: int | None,
-    allow_private_urls: bool,
-) -> dict[str, Any]:
-    return {
-        "model": model,
-        "api_base": api_base,
-        "timeout": timeout,
-        "max_retries": max_retries,
-        # Not given: the env var or config file decides.
-        "allow_private_urls": True if allow_private_urls else None,
-    }
+def _ask(
+    flags: ModelFlags, image: str, call: Callable[[VlModel, str | bytes], T]
+) -> tuple[str | bytes, T, str]:
+    """``(source, call(model, source), model name)``: the model built from ``flags`` (and the
+    settings below them), the image read (``-``: stdin), the model closed before returning."""
+    vl = build_model(flags.overrides())
+    with vl:
+        source = _source(image)
+        return source, call(vl, source), vl.config.model
 
 
 def _answer_out(
@@ -88,14 +83,11 @@ def _answer_out(
         echo(str(answer))
 
 
+@model_flags
 def query(
     image: ImageArg,
     prompt: Annotated[str, typer.Argument(help="The question.", show_default=False)],
-    model: ModelOpt = None,
-    api_base: ApiBaseOpt = None,
-    timeout: TimeoutOpt = None,
-    max_retries: RetriesOpt = None,
-    allow_private_urls: AllowPrivateFlag = False,
+    flags: ModelFlags,
     as_json: JsonFlag = False,
     html: HtmlOpt = None,
 ) -> None:
@@ -118,20 +110,14 @@ def query(
             --api-base http://gpu:8000/v1
     """
     with errors_to_exit():
-        vl = build_model(_overrides(model, api_base, timeout, max_retries, allow_private_urls))
-        with vl:
-            source = _source(image)
-            answer = vl.query(source, prompt)
+        source, answer, _ = _ask(flags, image, lambda vl, src: vl.query(src, prompt))
         _answer_out(answer, image, source, "query", prompt, as_json, html)
 
 
+@model_flags
 def caption(
     image: ImageArg,
-    model: ModelOpt = None,
-    api_base: ApiBaseOpt = None,
-    timeout: TimeoutOpt = None,
-    max_retries: RetriesOpt = None,
-    allow_private_urls: AllowPrivateFlag = False,
+    flags: ModelFlags,
     as_json: JsonFlag = False,
     html: HtmlOpt = None,
 ) -> None:
@@ -144,10 +130,7 @@ def caption(
         vlgate caption https://example.com/cat.jpg -m gemini/gemini-2.5-flash --json
     """
     with errors_to_exit():
-        vl = build_model(_overrides(model, api_base, timeout, max_retries, allow_private_urls))
-        with vl:
-            source = _source(image)
-            answer = vl.caption(source)
+        source, answer, _ = _ask(flags, image, lambda vl, src: vl.caption(src))
         _answer_out(answer, image, source, "caption", None, as_json, html)
 
 
@@ -203,14 +186,11 @@ OutputOpt = Annotated[
 ]
 
 
+@model_flags
 def detect(
     image: ImageArg,
     target: Annotated[str, typer.Argument(help="What to find, e.g. 'person'.", show_default=False)],
-    model: ModelOpt = None,
-    api_base: ApiBaseOpt = None,
-    timeout: TimeoutOpt = None,
-    max_retries: RetriesOpt = None,
-    allow_private_urls: AllowPrivateFlag = False,
+    flags: ModelFlags,
     output: OutputOpt = None,
     as_json: JsonFlag = False,
     html: HtmlOpt = None,
@@ -229,23 +209,17 @@ def detect(
         vlgate detect table.jpg cup --html cups.html
     """
     with errors_to_exit():
-        vl = build_model(_overrides(model, api_base, timeout, max_retries, allow_private_urls))
-        with vl:
-            source = _source(image)
-            found = vl.detect(source, target)
-        _grounding_out(found, image, source, target, output, as_json, html, vl.config.model)
+        source, found, name = _ask(flags, image, lambda vl, src: vl.detect(src, target))
+        _grounding_out(found, image, source, target, output, as_json, html, name)
 
 
+@model_flags
 def point(
     image: ImageArg,
     target: Annotated[
         str, typer.Argument(help="What to point at, e.g. 'cup'.", show_default=False)
     ],
-    model: ModelOpt = None,
-    api_base: ApiBaseOpt = None,
-    timeout: TimeoutOpt = None,
-    max_retries: RetriesOpt = None,
-    allow_private_urls: AllowPrivateFlag = False,
+    flags: ModelFlags,
     output: OutputOpt = None,
     as_json: JsonFlag = False,
     html: HtmlOpt = None,
@@ -259,11 +233,8 @@ def point(
         vlgate point shelf.jpg apple -m gemini/gemini-2.5-flash --json
     """
     with errors_to_exit():
-        vl = build_model(_overrides(model, api_base, timeout, max_retries, allow_private_urls))
-        with vl:
-            source = _source(image)
-            found = vl.point(source, target)
-        _grounding_out(found, image, source, target, output, as_json, html, vl.config.model)
+        source, found, name = _ask(flags, image, lambda vl, src: vl.point(src, target))
+        _grounding_out(found, image, source, target, output, as_json, html, name)
 
 
 def register(app: typer.Typer, cls: type[Any]) -> None:

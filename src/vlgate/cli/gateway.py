@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -59,7 +59,8 @@ def init(
 
     Examples:
 
-        vlgate gateway init -a vision=anthropic/claude-sonnet-4-6,rpm=100 -o config.yaml
+        vlgate gateway init -a vision=anthropic/claude-sonnet-4-6,rpm=100 \\
+            -o config.yaml
 
         litellm --config config.yaml --port 4000
     """
@@ -93,8 +94,6 @@ def init(
             echo(f"wrote {output} ({len(aliases)} aliases); run: litellm --config {output}")
 
 
-gateway_app.command("init")(init)
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(gateway_app)
+def register(app: typer.Typer, cls: type[Any], group_cls: type[Any]) -> None:
+    gateway_app.command("init", cls=cls)(init)
+    app.add_typer(gateway_app, cls=group_cls)
