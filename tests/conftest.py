@@ -6,8 +6,11 @@ The ``emulator`` fixture comes from vlgate's own pytest plugin (``vlgate.testing
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
+import re
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +18,9 @@ import numpy as np
 import pytest
 from hypothesis import settings
 from PIL import Image as PILImage
+
+from vlgate.testing import Emulator
+from vlgate.testing.scenes import Scene
 
 # Property tests explore the same examples on every run: a CI failure reproduces locally.
 settings.register_profile("vlgate", derandomize=True)
@@ -67,6 +73,38 @@ def jpeg_bytes(
     buf = io.BytesIO()
     PILImage.new("RGB", size, color).save(buf, format="JPEG", quality=90)
     return buf.getvalue()
+
+
+SIZE_PROMPT = (
+    'Reply in JSON: {"type": "object", "properties": {"width": {"type": "integer"}, '
+    '"height": {"type": "integer"}}}'
+)
+"""A prompt the emulator answers with the size of the image it received, as JSON: a test that
+must tell images apart asks this (captions name no pixel sizes, as a real model's would not)."""
+
+
+def size_in(answer: object) -> tuple[int, int]:
+    """``(width, height)`` from the emulator's answer to :data:`SIZE_PROMPT`."""
+    got = json.loads(str(answer))
+    return int(got["width"]), int(got["height"])
+
+
+def answer_to(emu: Emulator, size: tuple[int, int]) -> str:
+    """The text the emulator answered to the one request whose single image had this upright
+    size as received: ties an answer to the image that arrived, whatever the request order."""
+    hits = [r for r in emu.requests if r.status == 200 and [i.size for i in r.images] == [size]]
+    assert len(hits) == 1, [([i.size for i in r.images], r.status) for r in emu.requests]
+    assert hits[0].response_text is not None
+    return hits[0].response_text
+
+
+def assert_describes(caption: str, scene: Scene) -> None:
+    """The emulator's caption names this scene: its shape count and every shape, as often as
+    the scene has it (``"... 3 shapes ...: a red circle at the top left, ..."``)."""
+    n = len(scene.shapes)
+    assert f" {n} shape{'s' if n != 1 else ''} " in caption, caption
+    named = Counter(re.findall(r"(?:: |, | and )a (\w+ \w+) (?:at|on|in) the", caption))
+    assert named == Counter(sh.label for sh in scene.shapes), caption
 
 
 @pytest.fixture

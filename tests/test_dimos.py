@@ -22,7 +22,7 @@ import vlgate
 from vlgate.testing import Emulator
 from vlgate.testing.scenes import Scene, make_scene
 
-from .conftest import KEY
+from .conftest import KEY, SIZE_PROMPT, answer_to, assert_describes, size_in
 
 WHY = "dimos is not installed (requirements-dimos.lock; ./scripts/test installs it)"
 base = pytest.importorskip("dimos.models.vl.base", reason=WHY)
@@ -261,11 +261,11 @@ def test_query_batch_one_request_per_image_answers_in_order(quiet: Emulator) -> 
     with warnings.catch_warnings():
         # No "default sequential implementation" warning from dimos's base class.
         warnings.simplefilter("error", UserWarning)
-        answers = vlm(quiet, max_concurrency=6).query_batch(frames, "Describe this image.")
+        answers = vlm(quiet, max_concurrency=6).query_batch(frames, SIZE_PROMPT)
     assert len(quiet.requests) == len(frames)
     assert all(len(r.images) == 1 for r in quiet.requests)
     for (w, h), answer in zip(sizes, answers, strict=True):
-        assert f"{w}x{h}" in answer, answer  # its own image's answer, not one repeated
+        assert size_in(answer) == (w, h), answer  # its own image's answer, not one repeated
     assert len(set(answers)) == len(answers)
 
 
@@ -285,11 +285,13 @@ def test_query_multi_and_caption_batch(quiet: Emulator) -> None:
     assert answers[0] == f"There are {len(scene.shapes)} shapes.", answers  # in prompt order
     assert all(sh.label in answers[1] for sh in scene.shapes), answers
     quiet.clear()
-    sizes = [(64, 48), (96, 40), (40, 96)]
-    caps = model.caption_batch(*(frame(make_scene(i, size=s)) for i, s in enumerate(sizes)))
+    sizes = [(320, 240), (480, 200), (200, 480)]
+    scenes = [make_scene(i, size=s) for i, s in enumerate(sizes)]
+    caps = model.caption_batch(*(frame(sc) for sc in scenes))
     assert len(caps) == 3 and len(quiet.requests) == 3
-    for (w, h), cap in zip(sizes, caps, strict=True):
-        assert f"{w}x{h}" in cap, cap
+    for size, sc, cap in zip(sizes, scenes, caps, strict=True):
+        assert cap == answer_to(quiet, size)  # in input order, each its own image's caption
+        assert_describes(cap, sc)
 
 
 def test_query_json_returns_parsed_json(quiet: Emulator) -> None:

@@ -20,6 +20,8 @@ from vlgate.testing.emulator import SCENE_HEADER
 from vlgate.testing.scenes import make_scene
 from vlgate.testing.vision import analyze, looks_like_scene
 
+from .conftest import assert_describes
+
 KEY = "emu-key"
 
 
@@ -110,9 +112,11 @@ def test_a_photograph_gets_honest_answers_and_a_header(emulator: Emulator) -> No
     detect = _ask(emulator, photo, "Detect every person; output bbox_2d JSON.", "qwen2.5-vl-7b")
     assert detect.headers[SCENE_HEADER] == "unrecognised"
     assert _text(detect).strip() in ("[]", "```json\n[]\n```")
-    scene = _ask(emulator, make_scene(4, size=(640, 480)).to_jpeg_bytes(), "Describe this image.")
+    shapes = make_scene(4, size=(640, 480))
+    scene = _ask(emulator, shapes.to_jpeg_bytes(), "Describe this image.")
     assert scene.headers[SCENE_HEADER] == "recognised"
-    assert _text(scene).startswith("A 640x480 image of")
+    assert_describes(_text(scene), shapes)
+    assert "640" not in _text(scene)  # what it sees, not the pixel size it received
     plain = httpx.post(
         emulator.openai_base + "/chat/completions",
         json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]},

@@ -17,6 +17,8 @@ import pytest
 from vlgate.testing import Emulator
 from vlgate.testing.scenes import make_scene
 
+from .conftest import assert_describes
+
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 litellm = pytest.importorskip("litellm")
 
@@ -85,7 +87,8 @@ async def test_anthropic_stream_through_litellm(emu: Emulator) -> None:
         stream=True,
     )
     text = "".join([c.choices[0].delta.content or "" async for c in r])
-    assert text.startswith("A 800x600 image of 3 shapes")
+    assert text == emu.requests[-1].response_text  # the whole answer, streamed
+    assert_describes(text, SCENE)
     assert emu.requests[-1].stream is True
 
 

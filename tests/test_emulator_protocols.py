@@ -13,6 +13,8 @@ import pytest
 from vlgate.testing import Emulator
 from vlgate.testing.scenes import make_scene
 
+from .conftest import assert_describes
+
 KEY = "emu-key"
 SCENE = make_scene(7, size=(640, 480), n_shapes=3)
 JPEG = SCENE.to_jpeg_bytes()
@@ -322,7 +324,7 @@ def test_gemini_generate_content(emu: Emulator, http: httpx.Client, camel: bool)
     body = r.json()
     cand = body["candidates"][0]
     assert cand["content"]["role"] == "model" and cand["finishReason"] == "STOP"
-    assert "640x480" in cand["content"]["parts"][0]["text"]
+    assert_describes(cand["content"]["parts"][0]["text"], SCENE)
     um = body["usageMetadata"]
     assert um["totalTokenCount"] == um["promptTokenCount"] + um["candidatesTokenCount"]
     rec = emu.requests[-1]
@@ -410,7 +412,7 @@ def test_ollama_native_chat_streams_ndjson_by_default(emu: Emulator, http: httpx
     assert all(not x["done"] for x in lines[:-1]) and lines[-1]["done"] is True
     assert lines[-1]["done_reason"] == "stop" and lines[-1]["eval_count"] > 0
     text = "".join(x["message"]["content"] for x in lines)
-    assert "640x480" in text
+    assert_describes(text, SCENE)
     rec = emu.requests[-1]
     assert rec.protocol == "ollama" and rec.stream is True
     assert rec.images[0].source == "base64" and rec.images[0].declared_mime is None

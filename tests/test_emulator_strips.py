@@ -31,4 +31,7 @@ def test_extreme_strip_is_answered(emulator: Emulator, size: tuple[int, int]) ->
     sent = emulator.last.images[0]
     assert sent.actual_mime == sent.declared_mime == "image/jpeg"
     assert sent.size is not None and max(sent.size) == 2048 and min(sent.size) == 1
-    assert f"{sent.size[0]}x{sent.size[1]} image" in answer
+    # The caption of the strip that arrived: its orientation and the one red shape filling it.
+    frame = "tall" if size[1] > size[0] else "wide"
+    assert answer == emulator.last.response_text
+    assert answer.startswith(f"A {frame} image of 1 shape") and "red" in answer

@@ -25,6 +25,14 @@ def make(emu: Emulator, model: str, base: str, **kw: object) -> vlgate.VlModel:
     return vlgate.create(model, api_base=emu.openai_base if base == "openai" else emu.url, **kw)
 
 
+def assert_streamed_whole(emu: Emulator, chunks: list[str]) -> None:
+    """The chunks add up to the whole caption the emulator answered, about the image sent."""
+    last = emu.requests[-1]
+    assert last.status == 200 and [i.size for i in last.images] == [(64, 48)]
+    assert "".join(chunks) == last.response_text
+    assert "".join(chunks).startswith("A wide image of 1 shape")
+
+
 @pytest.mark.parametrize(("model", "base", "protocol"), MODELS)
 def test_stream_yields_the_same_text_as_query(
     emulator: Emulator, model: str, base: str, protocol: str
@@ -44,7 +52,7 @@ async def test_astream_async(emulator: Emulator, model: str, base: str, protocol
     m = make(emulator, model, base)
     async with m:
         chunks = [c async for c in m.astream(png_bytes(), PROMPT)]
-    assert "64x48" in "".join(chunks)
+    assert_streamed_whole(emulator, chunks)
 
 
 @pytest.mark.parametrize(("model", "base", "protocol"), MODELS)
@@ -88,7 +96,7 @@ def test_stalled_stream_times_out(emulator: Emulator) -> None:
     assert time.perf_counter() - started < 2.0
     assert len(emulator.requests) == 2
     # The next call: one more stall, then the stream opens on the retry.
-    assert "64x48" in "".join(m.stream(png_bytes(), PROMPT))
+    assert_streamed_whole(emulator, list(m.stream(png_bytes(), PROMPT)))
 
 
 def test_stream_respects_the_rate_limit(emulator: Emulator) -> None:
@@ -106,7 +114,7 @@ def test_stream_open_is_retried_before_any_text(
     m = make(emulator, model, base, max_retries=3)
     emulator.script(model.split("/", 1)[1], ["429:0.01", "503"])
     chunks = list(m.stream(png_bytes(), PROMPT))
-    assert "64x48" in "".join(chunks)
+    assert_streamed_whole(emulator, chunks)
     assert [r.status for r in emulator.requests] == [429, 503, 200]
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import re
 import threading
 import time
 import weakref
@@ -16,7 +15,7 @@ import pytest
 import vlgate
 from vlgate.testing import Emulator
 
-from .conftest import KEY
+from .conftest import KEY, SIZE_PROMPT, size_in
 
 
 def make(emu: Emulator, **kw: object) -> vlgate.VlModel:
@@ -63,9 +62,8 @@ class Camera:
 
 
 def width_in(answer: str) -> int:
-    m = re.search(r"(\d+)x(\d+) image", answer)
-    assert m, answer
-    return int(m.group(1))
+    """The width of the frame the emulator received, from its answer to ``SIZE_PROMPT``."""
+    return size_in(answer)[0]
 
 
 def test_watch_sends_the_latest_frame_at_the_rate(emulator: Emulator) -> None:
@@ -74,7 +72,7 @@ def test_watch_sends_the_latest_frame_at_the_rate(emulator: Emulator) -> None:
     emulator.clear()
     emulator.latency = 0.15
     cam = Camera(60)
-    watch = model.watch(cam, "Describe this image.", hz=4)
+    watch = model.watch(cam, SIZE_PROMPT, hz=4)
     results = list(watch)
     stats = watch.stats
     assert stats.frames == 60 == cam.produced
@@ -109,7 +107,7 @@ async def test_awatch_async_source_with_timestamps_and_parallel_requests(
             await asyncio.sleep(1 / 30)
 
     model = make(emulator)
-    watch = model.awatch(source(), "Describe this image.", hz=20, max_in_flight=2)
+    watch = model.awatch(source(), SIZE_PROMPT, hz=20, max_in_flight=2)
     results = [item async for item in watch]
     assert watch.stats.peak_in_flight == 2
     assert all(1000.0 <= ts < 1040.0 for ts, _ in results)
@@ -122,14 +120,14 @@ async def test_awatch_async_source_with_timestamps_and_parallel_requests(
 
 def test_plain_images_are_stamped_on_arrival(emulator: Emulator) -> None:
     before = time.time()
-    results = list(make(emulator).watch([frame(70), frame(71)], "Describe.", hz=50))
+    results = list(make(emulator).watch([frame(70), frame(71)], SIZE_PROMPT, hz=50))
     assert results and all(before <= ts <= time.time() for ts, _ in results)
     assert width_in(str(results[-1][1])) == 71
 
 
 def test_stopping_early_stops_reading_frames(emulator: Emulator) -> None:
     cam = Camera(None)
-    watch = make(emulator).watch(cam, "Describe this image.", hz=10)
+    watch = make(emulator).watch(cam, SIZE_PROMPT, hz=10)
     got = [next(watch), next(watch)]
     watch.close()
     assert len(got) == 2
@@ -143,7 +141,7 @@ def test_stopping_early_stops_reading_frames(emulator: Emulator) -> None:
 def test_memory_holds_a_bounded_number_of_frames(emulator: Emulator) -> None:
     emulator.latency = 0.3
     cam = Camera(75, height=480)  # 2.5 s of 640-ish x 480 frames at 30 fps
-    watch = make(emulator).watch(cam, "Describe this image.", hz=5)
+    watch = make(emulator).watch(cam, SIZE_PROMPT, hz=5)
     results = list(watch)
     assert len(results) >= 4
     # One in the slot, one in flight, the one being produced (and one being handed over).
@@ -154,9 +152,9 @@ def test_memory_holds_a_bounded_number_of_frames(emulator: Emulator) -> None:
 def test_failed_request_ends_the_stream_or_is_yielded(emulator: Emulator) -> None:
     emulator.script("generic-vlm", ["400"])
     with pytest.raises(vlgate.ProviderError):
-        list(make(emulator).watch([frame(64), frame(65)], "Describe.", hz=100))
+        list(make(emulator).watch([frame(64), frame(65)], SIZE_PROMPT, hz=100))
     emulator.script("generic-vlm", ["400"])
-    out = list(make(emulator).watch(Camera(4), "Describe.", hz=100, return_exceptions=True))
+    out = list(make(emulator).watch(Camera(4), SIZE_PROMPT, hz=100, return_exceptions=True))
     assert any(isinstance(a, vlgate.ProviderError) for _, a in out)
     assert isinstance(out[-1][1], str)
 
@@ -167,7 +165,7 @@ def test_source_error_is_raised(emulator: Emulator) -> None:
         raise OSError("camera unplugged")
 
     with pytest.raises(OSError, match="camera unplugged"):
-        list(make(emulator).watch(broken(), "Describe.", hz=100))
+        list(make(emulator).watch(broken(), SIZE_PROMPT, hz=100))
 
 
 @pytest.mark.parametrize(
@@ -175,7 +173,7 @@ def test_source_error_is_raised(emulator: Emulator) -> None:
     [{"hz": 0}, {"hz": -1.0}, {"max_in_flight": 0}, {"prompt": ""}, {"frames": "video.mp4"}],
 )
 def test_bad_arguments_are_config_errors(emulator: Emulator, kwargs: dict[str, object]) -> None:
-    args: dict[str, object] = {"frames": [frame(64)], "prompt": "Describe."}
+    args: dict[str, object] = {"frames": [frame(64)], "prompt": SIZE_PROMPT}
     args.update(kwargs)
     with pytest.raises(vlgate.ConfigError):
         make(emulator).watch(**args)  # type: ignore[arg-type]

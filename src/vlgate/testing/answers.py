@@ -14,7 +14,10 @@ match wins:
    native syntax and coordinate frame (:mod:`vlgate.testing.families`).
 4. **count** — ``how many`` / ``count`` / ``number of``: ``"There are 2 red shapes."`` (just the
    number when the prompt says ``only``/``just`` ... ``number``).
-5. **caption** — ``describe``, ``caption``, ``what do you see``, ``what is in``...: one sentence.
+5. **caption** — ``describe``, ``caption``, ``what do you see``, ``what is in``...: one sentence
+   naming the frame's orientation and each shape with where it sits (``"A wide image of 2 shapes
+   on a textured grey background: a red circle at the top left and a blue square in the
+   centre."``), never a pixel size.
 6. **json** — the prompt mentions JSON (or JSON mode is on): an object with ``objects``,
    ``count`` and ``caption``.
 
@@ -230,14 +233,43 @@ UNRECOGNISED_CAPTION = "An image with nothing in it that I can name."
 
 
 def _caption(objects: Sequence[Seen], sight: Sight) -> str:
+    """One sentence on what the scene shows: the frame's orientation, each shape with its colour
+    and where it sits (reading order). No pixel sizes: a model describes what it sees, and the
+    size it receives is the client's resize, not the user's image."""
     if not sight.scene:
         return UNRECOGNISED_CAPTION
-    # The size is the image as received (after any resize by the client): tests use it to
-    # check which image an answer belongs to.
     w, h = sight.size
+    frame = "wide" if w > 1.15 * h else "tall" if h > 1.15 * w else "square"
+    if not objects:
+        return f"A {frame} image of a textured grey background with {_phrase(objects)}."
+    placed = sorted(objects, key=lambda o: (_third(o.center[1], h), o.center[0]))
+    parts = [f"a {o.label} {_where(o.center, sight.size)}" for o in placed]
+    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
     n = len(objects)
-    what = f"{n} shape{'s' if n != 1 else ''}: {_phrase(objects)}" if n else _phrase(objects)
-    return f"A {w}x{h} image of {what} on a textured grey background."
+    return (
+        f"A {frame} image of {n} shape{'s' if n != 1 else ''} on a textured grey background: "
+        f"{listed}."
+    )
+
+
+def _third(v: float, extent: int) -> int:
+    return min(2, int(3 * v / max(1, extent)))
+
+
+_ROWS = ("top", "middle", "bottom")
+_COLS = ("left", "centre", "right")
+
+
+def _where(center: tuple[float, float], size: tuple[int, int]) -> str:
+    """``"at the top left"``, ``"in the centre"``... from the thirds of the frame a centre is in."""
+    row, col = _third(center[1], size[1]), _third(center[0], size[0])
+    if (row, col) == (1, 1):
+        return "in the centre"
+    if row == 1:
+        return f"on the {_COLS[col]}"
+    if col == 1:
+        return f"at the {_ROWS[row]}"
+    return f"at the {_ROWS[row]} {_COLS[col]}"
 
 
 def _unrecognised(ask: Ask, intent: str, fam: Family, sight: Sight) -> str:
