@@ -260,6 +260,12 @@ def test_anthropic_stream_events(http: httpx.Client) -> None:
     assert text == f"There are {len(SCENE.shapes)} shapes."
     delta = next(p for p in payloads if p["type"] == "message_delta")
     assert delta["delta"]["stop_reason"] == "end_turn" and delta["usage"]["output_tokens"] > 0
+    # The same counts as the answer without streaming: input on message_start, the cumulative
+    # input and output on message_delta.
+    whole = http.post("/v1/messages", json=_an_body(), headers=AN_HEADERS).json()["usage"]
+    assert payloads[0]["message"]["usage"]["input_tokens"] == whole["input_tokens"]
+    assert delta["usage"]["input_tokens"] == whole["input_tokens"]
+    assert delta["usage"]["output_tokens"] == whole["output_tokens"]
 
 
 @pytest.mark.parametrize(
@@ -363,6 +369,11 @@ def test_gemini_sse_stream_and_json_array_stream(http: httpx.Client) -> None:
     parts = [json.loads(d) for d in _sse_data(r.text)]
     sse_text = "".join(p["candidates"][0]["content"]["parts"][0]["text"] for p in parts)
     assert parts[-1]["candidates"][0]["finishReason"] == "STOP" and "usageMetadata" in parts[-1]
+    whole = http.post(
+        "/v1beta/models/gemini-2.5-flash:generateContent", json=_gm_body(), headers=h
+    ).json()["usageMetadata"]
+    assert parts[-1]["usageMetadata"] == whole  # the last chunk's counts are the final ones
+    assert all(p["usageMetadata"]["promptTokenCount"] == whole["promptTokenCount"] for p in parts)
     r2 = http.post(
         "/v1beta/models/gemini-2.5-flash:streamGenerateContent", json=_gm_body(), headers=h
     )

@@ -13,6 +13,7 @@ import pytest
 from pydantic import BaseModel
 
 import vlgate
+from vlgate.runtime.hooks import ResponseEvent
 from vlgate.testing import Emulator
 
 from .conftest import KEY, png_bytes
@@ -147,6 +148,30 @@ def test_streaming_yields_the_same_text_as_query(emulator: Emulator, model: str)
     assert emulator.last.stream is True and emulator.last.status == 200
     if model == GEMINI:
         assert emulator.last.query == {"alt": "sse"}
+
+
+@pytest.mark.parametrize("model", [CLAUDE, GEMINI, "openai/gpt-4o-mini"])
+def test_a_stream_accounts_usage_and_cost_as_a_query_does(emulator: Emulator, model: str) -> None:
+    """The counts the server sends at the end of a stream (Anthropic's message_start and
+    message_delta, Gemini's usageMetadata, OpenAI's include_usage chunk) reach ``usage``, the
+    cost and the response hook, equal to the same question asked without streaming."""
+    base = emulator.openai_base if model.startswith("openai/") else emulator.url
+    answer = make(emulator, model, api_base=base).query(png_bytes(), "Describe this image.")
+    seen: list[object] = []
+    m = make(emulator, model, api_base=base, hooks=[seen.append])
+    text = "".join(m.stream(png_bytes(), "Describe this image."))
+    assert text == str(answer) and emulator.last.stream is True and emulator.last.status == 200
+    got = m.usage
+    assert got.requests == 1 and answer.usage.input_tokens > 0 and answer.usage.output_tokens > 0
+    assert (got.input_tokens, got.output_tokens) == (
+        answer.usage.input_tokens,
+        answer.usage.output_tokens,
+    )
+    assert got.image_tokens == answer.usage.image_tokens
+    assert answer.usage.cost is not None and got.cost == pytest.approx(answer.usage.cost)
+    (event,) = [e for e in seen if isinstance(e, ResponseEvent)]
+    assert (event.input_tokens, event.output_tokens) == (got.input_tokens, got.output_tokens)
+    assert event.cost == pytest.approx(got.cost)
 
 
 @pytest.mark.parametrize("model", [CLAUDE, GEMINI])

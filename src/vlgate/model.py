@@ -403,7 +403,8 @@ class VlModel:
         (429, 5xx, timeouts) and falls back to the next model until the first delta arrives;
         once text has flowed a failure raises (a retry would repeat the text). Streams bypass
         the response cache; ``usage`` counts the request, the image-token estimate and the
-        token counts the provider reports at the end of the stream (OpenAI-compatible servers).
+        token counts the provider reports at the end of the stream (OpenAI-compatible servers,
+        Anthropic, Gemini), priced like a query's.
         """
         img = await self._load(image)
 

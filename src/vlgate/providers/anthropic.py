@@ -247,11 +247,14 @@ class AnthropicProvider(Provider):
             dropped_reasons=dropped,
         )
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
+    async def stream(self, request: ChatRequest) -> AsyncIterator[str | Usage]:
         body, _ = self.body(request)
         body["stream"] = True
         done = False
         got = False
+        # message_start carries the input counts; each message_delta the cumulative counts so
+        # far (the output tokens, and on newer API versions the input ones again).
+        counts: dict[str, Any] = {}
         async for event, data in self._http.sse(
             self._url, body, timeout=request.timeout, headers=request.extra_headers or None
         ):
@@ -265,9 +268,12 @@ class AnthropicProvider(Provider):
                 if delta.get("type") == "text_delta" and delta.get("text"):
                     got = True
                     yield delta["text"]
+            elif kind == "message_start":
+                _count(counts, (payload.get("message") or {}).get("usage"))
             elif kind == "message_delta":
                 if (payload.get("delta") or {}).get("stop_reason") == "refusal" and not got:
                     raise self._filtered("")
+                _count(counts, payload.get("usage"))
             elif kind == "message_stop":
                 done = True
             elif kind == "error":
@@ -282,13 +288,24 @@ class AnthropicProvider(Provider):
                 )
         if not done:
             raise self._http.cut_short()
+        if counts:
+            yield _usage(counts, requests=0)
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
 
-def _usage(raw: Any) -> Usage:
-    usage = Usage(requests=1)
+def _count(counts: dict[str, Any], usage: Any) -> None:
+    # Later counts replace earlier ones (they are cumulative); a gateway may send 0 or null
+    # input tokens on message_start and the real count on message_delta.
+    if isinstance(usage, dict):
+        counts.update((k, v) for k, v in usage.items() if v is not None)
+
+
+def _usage(raw: Any, requests: int = 1) -> Usage:
+    """Token counts from the answer's usage object; a stream's (``requests=0``) is added to the
+    request the attempt loop already counted."""
+    usage = Usage(requests=requests)
     if isinstance(raw, dict):
         usage.input_tokens = sum(
             int(raw.get(k) or 0)

@@ -190,10 +190,12 @@ class GeminiProvider(Provider):
             dropped_reasons=dropped,
         )
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
+    async def stream(self, request: ChatRequest) -> AsyncIterator[str | Usage]:
         body, _ = self.body(request)
         done = False
         got: list[str] = []
+        # Every chunk may carry usageMetadata, cumulative; the last one has the final counts.
+        counts: Any = None
         async for _event, data in self._http.sse(
             self._stream_url, body, timeout=request.timeout, headers=request.extra_headers or None
         ):
@@ -212,6 +214,7 @@ class GeminiProvider(Provider):
             blocked = self._blocked(chunk)
             if blocked is not None:
                 raise blocked
+            counts = chunk.get("usageMetadata", counts)
             candidates = chunk.get("candidates") or []
             cand = candidates[0] if candidates and isinstance(candidates[0], dict) else {}
             text = _text(cand)
@@ -225,6 +228,8 @@ class GeminiProvider(Provider):
                 done = True
         if not done:
             raise self._http.cut_short()
+        if isinstance(counts, dict):
+            yield _usage(counts, requests=0)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -242,8 +247,10 @@ def _text(candidate: dict[str, Any]) -> str:
     )
 
 
-def _usage(raw: Any) -> Usage:
-    usage = Usage(requests=1)
+def _usage(raw: Any, requests: int = 1) -> Usage:
+    """Token counts from the answer's usage object; a stream's (``requests=0``) is added to the
+    request the attempt loop already counted."""
+    usage = Usage(requests=requests)
     if isinstance(raw, dict):
         usage.input_tokens = int(raw.get("promptTokenCount") or 0)
         # Thinking tokens are billed as output but counted outside candidatesTokenCount.

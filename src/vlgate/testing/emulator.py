@@ -1101,7 +1101,13 @@ def _stream_events(
                 {
                     "type": "message_delta",
                     "delta": {"stop_reason": stop, "stop_sequence": None},
-                    "usage": {"output_tokens": ct},
+                    # Cumulative counts, input included, as the Messages API sends them now.
+                    "usage": {
+                        "input_tokens": pt,
+                        "cache_creation_input_tokens": 0,
+                        "cache_read_input_tokens": 0,
+                        "output_tokens": ct,
+                    },
                 },
                 "message_delta",
             )
