@@ -13,6 +13,8 @@ from vlgate.testing import Emulator
 EXPECTED = {
     "Answer",
     "AuthError",
+    "BatchJob",
+    "BatchStatus",
     "ConfigError",
     "ConnectionError",
     "ContentFilteredError",

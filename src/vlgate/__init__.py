@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+from .batches import BatchJob
 from .config import ModelConfig
 from .errors import (
     AuthError,
@@ -25,6 +26,7 @@ from .errors import (
 from .grounding import Detection, Detections, Point, Points
 from .image import EncodedImage, Image
 from .model import Answer, VlModel, create
+from .providers._batch import BatchStatus
 from .providers.base import Usage
 from .registry import resolve
 from .tokens import estimate_tokens
@@ -34,6 +36,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Answer",
     "AuthError",
+    "BatchJob",
+    "BatchStatus",
     "ConfigError",
     "ConnectionError",
     "ContentFilteredError",

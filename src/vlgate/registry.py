@@ -22,10 +22,12 @@ from dataclasses import dataclass, field, replace
 from .errors import ConfigError
 
 __all__ = [
+    "BATCH_APIS",
     "FAMILIES",
     "PARAMS",
     "PROVIDERS",
     "SERVICES",
+    "BatchSpec",
     "ImageLimits",
     "ModelFamily",
     "Param",
@@ -116,6 +118,8 @@ class ProviderSpec:
     params: str | None = None
     """Key of the ``PARAMS`` table this wire takes, when it is not the service's own (a
     gateway speaks one wire whatever service is behind it)."""
+    batch: str | None = None
+    """Key of the ``BATCH_APIS`` row of the provider's Batch API (``None``: it has none)."""
     description: str = ""
 
 
@@ -541,6 +545,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
             base_url_env=("OPENAI_BASE_URL",),
             default_model="gpt-4o-mini",
             native_json_schema=True,
+            batch="openai",
             description="OpenAI chat completions (HTTP, no SDK)",
         ),
         ProviderSpec(
@@ -647,6 +652,50 @@ PROVIDERS: dict[str, ProviderSpec] = {
             needs_key=False,  # LiteLLM reads each provider's own env vars; checked per service.
             native_json_schema=True,
             description="Any LiteLLM model: bedrock/, azure/, vertex_ai/, litellm/anthropic/, ...",
+        ),
+    ]
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchSpec:
+    """A provider's Batch API: its limits per job and its price (``VlModel.submit_batch``)."""
+
+    name: str
+    max_requests: int
+    """Requests per job; more are split across several jobs."""
+    max_bytes: int
+    """Bytes per job as uploaded (the JSONL file, or the JSON body of an inline batch)."""
+    discount: float = 0.5
+    """Price factor of the batch price against the live price (cost = live cost x discount)."""
+    description: str = ""
+
+
+BATCH_APIS: dict[str, BatchSpec] = {
+    b.name: b
+    for b in [
+        # OpenAI Batch API FAQ / openapi.yaml: 50,000 requests and 200 MB per input file,
+        # 50% of the synchronous price, 24 h completion window.
+        BatchSpec(
+            name="openai",
+            max_requests=50_000,
+            max_bytes=200 * MB,
+            description="POST /v1/files (purpose=batch, JSONL) + /v1/batches",
+        ),
+        # Anthropic Message Batches: 100,000 requests or 256 MB, whichever first; 50% price.
+        BatchSpec(
+            name="anthropic",
+            max_requests=100_000,
+            max_bytes=256 * MB,
+            description="POST /v1/messages/batches (inline requests)",
+        ),
+        # Gemini batch mode: inline requests under 20 MB in total (larger input: a JSONL file
+        # through the Files API, up to 2 GB); 50% price. A request-count cap is not documented.
+        BatchSpec(
+            name="gemini",
+            max_requests=100_000,
+            max_bytes=20 * MB,
+            description="POST models/{model}:batchGenerateContent (inline requests)",
         ),
     ]
 }

@@ -118,16 +118,19 @@ class HttpClient:
     async def request(
         self,
         url: str,
-        body: bytes,
+        body: bytes | None,
         *,
         timeout: float,
         headers: Mapping[str, str] | None = None,
+        method: str = "POST",
     ) -> tuple[int, Mapping[str, str], bytes]:
-        """POST ``body``; return (status, headers, raw body). Transport faults are raised mapped."""
+        """Send ``body`` (POST unless ``method`` says otherwise); return (status, headers, raw
+        body). Transport faults are raised mapped."""
         session = self._sessions.get()
         proxy, proxy_auth = self._proxy(url)
         try:
-            async with session.post(
+            async with session.request(
+                method,
                 url,
                 data=body,
                 headers=self._merged(headers),
@@ -173,8 +176,34 @@ class HttpClient:
         status, resp_headers, raw = await self.request(
             url, dumps(body), timeout=timeout, headers=headers
         )
+        return self.json_of(status, resp_headers, raw)
+
+    async def get_json(
+        self, url: str, *, timeout: float, headers: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """``GET`` ``url`` and return the parsed JSON object of a 2xx answer (as
+        :meth:`post_json`)."""
+        status, resp_headers, raw = await self.request(
+            url, None, timeout=timeout, headers=headers, method="GET"
+        )
+        return self.json_of(status, resp_headers, raw)
+
+    async def get_bytes(
+        self, url: str, *, timeout: float, headers: Mapping[str, str] | None = None
+    ) -> bytes:
+        """``GET`` ``url`` and return the raw body of a 2xx answer (a results file)."""
+        status, resp_headers, raw = await self.request(
+            url, None, timeout=timeout, headers=headers, method="GET"
+        )
         if status >= 300:
             raise self._status(status, resp_headers, raw)
+        return raw
+
+    def json_of(self, status: int, headers: Mapping[str, str], raw: bytes) -> dict[str, Any]:
+        """The JSON object of an answer: the mapped error for a non-2xx status, a retried
+        ``ProviderError`` for a 2xx body that is not a JSON object."""
+        if status >= 300:
+            raise self._status(status, headers, raw)
         try:
             data = json.loads(raw)
         except ValueError as exc:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ..config import ModelConfig
     from ..image import EncodedImage
     from ..registry import Route
+    from ._batch import BatchApi
 
 __all__ = [
     "ChatRequest",
@@ -243,6 +244,11 @@ class Provider(ABC):
         prompt; the default sends it. A provider with its own detect/point calls (Moondream)
         overrides this and answers in its family's coordinate convention."""
         return await self.complete(request)
+
+    def batch_api(self) -> BatchApi | None:
+        """The provider's Batch API (:mod:`vlgate.providers._batch`), or ``None`` when it has
+        none (the default). ``VlModel.submit_batch`` raises a ``ConfigError`` for ``None``."""
+        return None
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release connections held for the current event loop."""

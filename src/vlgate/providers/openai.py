@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
-from ..registry import PARAMS, param_table
+from ..registry import BATCH_APIS, PARAMS, param_table
 from ._errors import error_for_status, malformed_answer
 from ._http import HttpClient
 from .base import ChatRequest, Completion, Provider, Usage, response_format, to_openai_messages
@@ -28,6 +28,7 @@ from .params import openai_image_parts, place
 if TYPE_CHECKING:
     from ..config import ModelConfig
     from ..registry import Route
+    from ._batch import BatchApi
 
 __all__ = ["OpenAICompatProvider"]
 
@@ -40,7 +41,9 @@ class OpenAICompatProvider(Provider):
     ) -> None:
         super().__init__(route, config, api_key, api_base)
         self._params = param_table(route.provider.params or route.service.name) or PARAMS["vllm"]
-        self._url = (api_base or route.provider.base_url or "").rstrip("/") + "/chat/completions"
+        self.root = (api_base or route.provider.base_url or "").rstrip("/")
+        """The API root (``.../v1``): chat completions, files and batches live under it."""
+        self._url = self.root + "/chat/completions"
         headers = dict(config.extra_headers)
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -48,7 +51,7 @@ class OpenAICompatProvider(Provider):
             provider=route.provider.name, model=route.model, headers=headers, secrets=(api_key,)
         )
 
-    def _body(self, request: ChatRequest) -> tuple[dict[str, Any], dict[str, str]]:
+    def body(self, request: ChatRequest) -> tuple[dict[str, Any], dict[str, str]]:
         """The JSON body as sent: each parameter where the server's table puts it."""
         messages = to_openai_messages(request)
         body: dict[str, Any] = {"model": request.model, "messages": messages}
@@ -67,11 +70,25 @@ class OpenAICompatProvider(Provider):
         """Open the connection to the endpoint now (``VlModel.start``; ``HttpClient.warm``)."""
         await self._http.warm(self._url, timeout=min(self.config.timeout, 10.0))
 
+    def batch_api(self) -> BatchApi | None:
+        """OpenAI's Batch API (``/files`` + ``/batches`` next to ``/chat/completions``) for a
+        provider whose registry row names one; ``None`` for the other OpenAI-compatible servers."""
+        name = self.route.provider.batch
+        if name is None:
+            return None
+        from ._batch_openai import OpenAIBatchApi
+
+        return OpenAIBatchApi(BATCH_APIS[name], self)
+
     async def complete(self, request: ChatRequest) -> Completion:
-        body, dropped = self._body(request)
+        body, dropped = self.body(request)
         data = await self._http.post_json(
             self._url, body, timeout=request.timeout, headers=request.extra_headers or None
         )
+        return self.completion_from(data, dropped)
+
+    def completion_from(self, data: dict[str, Any], dropped: dict[str, str]) -> Completion:
+        """The answer in a chat-completions response body (a live answer or a batch line's)."""
         choices = data.get("choices")
         if not isinstance(choices, list):
             raise malformed_answer("no 'choices' list", **self._where())
@@ -98,7 +115,7 @@ class OpenAICompatProvider(Provider):
         )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[str | Usage]:
-        body, _ = self._body(request)
+        body, _ = self.body(request)
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
         done = False

@@ -55,12 +55,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import importlib
 import json
 import random
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -88,6 +90,12 @@ from .wire import (
 )
 
 __all__ = ["Emulator", "serve"]
+
+ROUTE_PLUGINS: tuple[str, ...] = ("batches",)
+"""Modules of this package that add endpoints to every emulator (the batch APIs): each has
+``install(emu: Emulator, app: web.Application) -> None``, called once per start, after the chat
+routes. It may keep its state on ``emu`` (``emu.batches``) and answer a request exactly as the
+live endpoint would with :meth:`Emulator.answer_offline`."""
 
 _MAX_BODY = 80 * 1024 * 1024
 _ANTHROPIC_MAX_REQUEST = 32 * 1024 * 1024  # platform.claude.com: 32 MB per Messages request
@@ -145,6 +153,8 @@ class Emulator:
         self._start_error: BaseException | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._canned: dict[str, list[str]] = {}
+        self.batches: Any = None
+        """The OpenAI Batch API's jobs and test controls (:mod:`vlgate.testing.batches`)."""
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -372,6 +382,8 @@ class Emulator:
             r.add_post(prefix + "/models/{target}", self._h_gemini)
         r.add_post("/moondream/v1/{skill}", self._h_moondream)
         r.add_get("/health", self._h_health)
+        for name in ROUTE_PLUGINS:
+            importlib.import_module(f"{__package__}.{name}").install(self, app)
 
     async def _h_health(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
@@ -560,46 +572,11 @@ class Emulator:
                 f"Rate limit reached for {parsed.model}: please try again in {wait:.3f}s.",
                 headers={"Retry-After": f"{wait:.3f}"},
             )
-        service = {"ollama-v1": "ollama", "ollama-chat": "ollama", "ollama-generate": "ollama"}.get(
-            variant, protocol
-        )
-        msg = check_images(service, parsed.model, parsed.images)
-        if msg is not None:
-            raise WireError(400, msg)
-        sights = await self._look(parsed)
-        request[_SCENE_KEY] = scene_status(sights) or ""
-        structured = variant in ("moondream-detect", "moondream-point")
-        text = answer(
-            Ask(
-                model=parsed.model or "",
-                prompt=parsed.prompt,
-                sights=sights,
-                schema=parsed.schema,
-                json_mode=parsed.json_mode,
-                noise=self.noise and not structured,
-                seed=self.seed,
-                image_keys=[hashlib.sha1(img.data).hexdigest()[:16] for img, _ in parsed.images],
-            )
-        )
-        canned = self._next_canned(parsed.model)
-        if canned is not None:
-            text = canned
-        prompt_tokens = text_tokens + self._image_tokens(parsed)
-        finish = "stop"
-        if parsed.max_tokens is not None and estimate_text_tokens(text) > parsed.max_tokens:
-            text, finish = text[: parsed.max_tokens * 4], "length"
+        reply = await self._reply(rec, variant, parsed, fault, text_tokens)
+        request[_SCENE_KEY] = reply.scene
         kind = fault.kind if fault is not None else "ok"
-        content: str | None = text
-        if kind == "empty":
-            content = ""
-        elif kind == "null":
-            content = None
-        elif kind == "prose":
-            content = "Sure! I looked carefully at the picture and it shows a few shapes."
-        rec.response_text = content
-        rec.status = 200
-        completion_tokens = estimate_text_tokens(content or "") if content else 0
-        usage = (prompt_tokens, completion_tokens)
+        content, finish, usage = reply.content, reply.finish, reply.usage
+        prompt_tokens = usage[0]
         if kind == "malformed":
             return web.Response(
                 status=200,
@@ -634,7 +611,100 @@ class Emulator:
             return resp
         return web.Response(status=200, body=data, content_type="application/json")
 
+    async def _reply(
+        self,
+        rec: RecordedRequest,
+        variant: str,
+        parsed: Parsed,
+        fault: Fault | None,
+        text_tokens: int,
+    ) -> _Reply:
+        """The answer to a parsed request: image rules, vision, intent, canned texts, the
+        ``max_tokens`` cut, content faults and token counts. Raises :class:`WireError` for an
+        image the service rejects. Shared by live requests and batch lines."""
+        protocol = rec.protocol
+        service = {"ollama-v1": "ollama", "ollama-chat": "ollama", "ollama-generate": "ollama"}.get(
+            variant, protocol
+        )
+        msg = check_images(service, parsed.model, parsed.images)
+        if msg is not None:
+            raise WireError(400, msg)
+        sights = await self._look(parsed)
+        structured = variant in ("moondream-detect", "moondream-point")
+        text = answer(
+            Ask(
+                model=parsed.model or "",
+                prompt=parsed.prompt,
+                sights=sights,
+                schema=parsed.schema,
+                json_mode=parsed.json_mode,
+                noise=self.noise and not structured,
+                seed=self.seed,
+                image_keys=[hashlib.sha1(img.data).hexdigest()[:16] for img, _ in parsed.images],
+            )
+        )
+        canned = self._next_canned(parsed.model)
+        if canned is not None:
+            text = canned
+        prompt_tokens = text_tokens + self._image_tokens(parsed)
+        finish = "stop"
+        if parsed.max_tokens is not None and estimate_text_tokens(text) > parsed.max_tokens:
+            text, finish = text[: parsed.max_tokens * 4], "length"
+        kind = fault.kind if fault is not None else "ok"
+        content: str | None = text
+        if kind == "empty":
+            content = ""
+        elif kind == "null":
+            content = None
+        elif kind == "prose":
+            content = "Sure! I looked carefully at the picture and it shows a few shapes."
+        rec.response_text = content
+        rec.status = 200
+        completion_tokens = estimate_text_tokens(content or "") if content else 0
+        return _Reply(
+            content, finish, (prompt_tokens, completion_tokens), scene_status(sights) or ""
+        )
+
+    async def answer_offline(
+        self, rec: RecordedRequest, variant: str, *, target: str = ""
+    ) -> tuple[int, dict[str, Any]]:
+        """Answer ``rec.body`` exactly as the live endpoint of ``variant`` would, without HTTP:
+        one request inside a batch job (:mod:`vlgate.testing.batches`).
+
+        The same parsing, image rules, vision, answer and usage as a live request; ``target``
+        is the path's model target for Gemini (``gemini-2.5-flash:generateContent``). A
+        scripted or random fault with a status (``"429"``, ``"500"``) for the request's model
+        fails this one request; faults about the connection do not apply. ``rec`` is recorded
+        in :attr:`requests` and filled in (status, images, answer). Returns
+        ``(status, body)``: the live response body, or the protocol's error body.
+        """
+        with self._lock:
+            self._records.append(rec)
+        try:
+            parsed = self._parse_body(rec, variant, target)
+            rec.model, rec.stream = parsed.model, False
+            rec.images = [img for img, _ in parsed.images]
+            fault = self.faults.next_fault(parsed.model, None)
+            if fault is not None and fault.kind == "status":
+                rec.fault = fault.spec
+                status = fault.status
+                raise WireError(status, _FAULT_MESSAGES.get(status, f"Emulated error {status}."))
+            kind_fault = fault if fault is not None and fault.kind in _CONTENT_FAULTS else None
+            if kind_fault is not None:
+                rec.fault = kind_fault.spec
+            reply = await self._reply(
+                rec, variant, parsed, kind_fault, estimate_text_tokens(parsed.prompt)
+            )
+        except WireError as exc:
+            rec.status, rec.error = exc.status, exc.message
+            body = error_body(rec.protocol, exc.status, exc.message, param=exc.param, code=exc.code)
+            return exc.status, body
+        return 200, _render(variant, parsed, reply.content, reply.finish, reply.usage)
+
     def _parse(self, request: web.Request, rec: RecordedRequest, variant: str) -> Parsed:
+        return self._parse_body(rec, variant, request.match_info.get("target", ""))
+
+    def _parse_body(self, rec: RecordedRequest, variant: str, target: str) -> Parsed:
         body = rec.body
         if variant == "openai":
             return parse_openai(body)
@@ -648,7 +718,6 @@ class Emulator:
             return parse_anthropic(body)
         if variant.startswith("moondream-"):
             return parse_moondream(body, variant.removeprefix("moondream-"))
-        target = request.match_info.get("target", "")
         model, _, op = target.rpartition(":")
         if op not in ("generateContent", "streamGenerateContent") or not model:
             raise WireError(
@@ -762,6 +831,25 @@ class Emulator:
         await resp.write_eof()
         return resp
 
+
+@dataclass(frozen=True)
+class _Reply:
+    """What the emulator answers to one parsed request, before rendering."""
+
+    content: str | None
+    finish: str
+    usage: tuple[int, int]
+    scene: str
+
+
+_FAULT_MESSAGES = {
+    429: "Rate limit exceeded (emulated).",
+    500: "The server had an error while processing your request (emulated).",
+    503: "The server is overloaded (emulated).",
+}
+
+_CONTENT_FAULTS = frozenset({"empty", "null", "prose"})
+"""Faults that change the answer's text (the others are about the connection or the status)."""
 
 _SCENE_KEY = web.RequestKey("scene", str)
 SCENE_HEADER = "x-emulator-scene"

@@ -68,6 +68,8 @@ class RecordedRequest:
         fault: the injected fault applied to this request (``"429"``, ``"hang"``...), if any.
         response_text: the assistant text answered (``None`` for errors).
         t_received: ``time.time()`` at arrival.
+        batch: the id of the batch job this request came in (one line of a batch input file,
+            answered by the emulator's batch processing); ``None`` for a live HTTP request.
     """
 
     protocol: Protocol
@@ -84,3 +86,4 @@ class RecordedRequest:
     fault: str | None = None
     response_text: str | None = None
     t_received: float = 0.0
+    batch: str | None = None

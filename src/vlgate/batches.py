@@ -1,0 +1,612 @@
+"""Provider Batch APIs: many images, one question, answered within 24 h at about half the price.
+
+``model.submit_batch(images, prompt, task=...)`` builds every request exactly as the live call
+would (the same loading, pre-resize, MIME sniffing, service limits, parameter table and, for
+``detect``/``point``, the family's native grounding prompt), so a bad image raises before
+anything is sent. The requests are split into as many provider jobs as the API's limits need
+(``registry.BATCH_APIS``: requests and bytes per job), submitted, and wrapped in one
+:class:`BatchJob`. The provider adapters (``providers/_batch*.py``) only speak the wire; see
+:mod:`vlgate.providers._batch` for their contract.
+
+Persisted facts, so a job survives a restart (``BatchJob.resume(job_id, model)``):
+
+* ``BatchJob.id`` is ``"vlb1_"`` + base64url of a small JSON: the provider, the model, the
+  provider job ids (several when the job was split), the task, the detect/point target and
+  the number of items. It is the one string to keep.
+* each request's ``custom_id`` (``^[a-zA-Z0-9_-]{1,64}$`` for every protocol) is
+  ``i<index>-<w>x<h>-<mw>x<mh>``: its position in the input, the original image size and the
+  size the model sees. That is all a resumed job needs to put results in input order and to map
+  boxes and points back to pixels of the original image, as live calls do.
+
+Results (``BatchJob.results()``), in input order, one per image: an :class:`~vlgate.Answer`
+(``task="query"``), the parsed JSON (``"json"``; a pydantic instance when ``schema`` is a model
+class), :class:`~vlgate.Detections` (``"detect"``) or :class:`~vlgate.Points` (``"point"``); a
+failed item is its :class:`~vlgate.VlgateError`, never a crashed job. Usage is the provider's
+token counts and ``usage.cost`` is the **batch price**: the live price
+(``tokens.cost_of``) times the API's ``discount`` (0.5). There is no JSON repair turn in a
+batch: an answer that is not the JSON asked for is a :class:`~vlgate.ResponseError` item.
+Only the primary model is used (no fallbacks) and nothing is cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from . import planning
+from ._attempts import Answer, Engine
+from .errors import ConfigError, ProviderError, ResponseError, TimeoutError, VlgateError
+from .grounding import Detections, Points
+from .image import Image, ImageInput
+from .providers import Completion, Usage
+from .providers._batch import CUSTOM_ID, TERMINAL, BatchApi, BatchLine, BatchState, BatchStatus
+from .runtime import pipeline
+from .runtime.loop import run_sync
+from .runtime.retry import RetryPolicy
+from .tokens import cost_of
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from .model import VlModel
+
+__all__ = ["BatchJob", "BatchStatus", "BatchTask", "ItemFacts", "submit"]
+
+log = logging.getLogger("vlgate")
+T = TypeVar("T")
+BatchTask = Literal["query", "json", "detect", "point"]
+_TASKS = ("query", "json", "detect", "point")
+_PREFIX = "vlb1_"
+_LOAD_WINDOW = 8
+
+
+@dataclass(frozen=True)
+class ItemFacts:
+    """What a result needs to be placed and mapped back, carried in the request's custom id.
+
+    Example:
+        >>> facts = ItemFacts(7, (4032, 3024), (1568, 1176))
+        >>> facts.custom_id
+        'i7-4032x3024-1568x1176'
+        >>> ItemFacts.parse(facts.custom_id) == facts
+        True
+    """
+
+    index: int
+    size: tuple[int, int]
+    """The original image's (w, h)."""
+    seen: tuple[int, int]
+    """The (w, h) the model sees (after vlgate's pre-resize and the provider's own)."""
+
+    @property
+    def custom_id(self) -> str:
+        (w, h), (mw, mh) = self.size, self.seen
+        return f"i{self.index}-{w}x{h}-{mw}x{mh}"
+
+    @classmethod
+    def parse(cls, custom_id: str) -> ItemFacts | None:
+        """The facts in a custom id vlgate wrote; ``None`` for any other id."""
+        m = _FACTS.fullmatch(custom_id)
+        if m is None:
+            return None
+        i, w, h, mw, mh = (int(g) for g in m.groups())
+        return cls(i, (w, h), (mw, mh))
+
+
+_FACTS = re.compile(r"i(\d{1,9})-(\d{1,6})x(\d{1,6})-(\d{1,6})x(\d{1,6})")
+
+
+@dataclass(frozen=True)
+class _Ref:
+    """What ``BatchJob.id`` encodes."""
+
+    provider: str
+    model: str
+    jobs: tuple[str, ...]
+    task: BatchTask
+    target: str | None
+    count: int
+
+    def encode(self) -> str:
+        data = {
+            "p": self.provider,
+            "m": self.model,
+            "j": list(self.jobs),
+            "t": self.task,
+            "q": self.target,
+            "n": self.count,
+        }
+        raw = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+        return _PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, job_id: str) -> _Ref:
+        if not isinstance(job_id, str) or not job_id.startswith(_PREFIX):
+            raise ConfigError(
+                f"not a vlgate batch id: {str(job_id)[:40]!r} (BatchJob.id starts with "
+                f"{_PREFIX!r}; for a provider's own job id pass task= to resume)"
+            )
+        body = job_id[len(_PREFIX) :]
+        try:
+            raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+            data = json.loads(raw)
+            task = data["t"]
+            if task not in _TASKS:
+                raise ValueError(task)
+            return cls(
+                provider=str(data["p"]),
+                model=str(data["m"]),
+                jobs=tuple(str(j) for j in data["j"]),
+                task=task,
+                target=data.get("q"),
+                count=int(data["n"]),
+            )
+        except (ValueError, KeyError, TypeError, binascii.Error):
+            raise ConfigError(f"a damaged vlgate batch id: {job_id[:40]!r}...") from None
+
+
+class BatchJob:
+    """A submitted provider batch: one or more provider jobs answering one list of images.
+
+    Every method has an async twin (``astatus``, ``wait_async`` — ``await`` is a keyword —,
+    ``aresults``, ``acancel``); the sync ones run them on vlgate's background loop.
+
+    Example:
+        >>> job = model.submit_batch(paths, "Is the shelf empty?")         # doctest: +SKIP
+        >>> job.id                                                          # doctest: +SKIP
+        'vlb1_eyJwIjoib3BlbmFpIiwi...'
+        >>> job.wait(poll_interval=60)                                      # doctest: +SKIP
+        >>> answers = job.results()                                         # doctest: +SKIP
+        >>> later = vlgate.BatchJob.resume(job.id, model)                   # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: VlModel,
+        ref: _Ref,
+        *,
+        schema: type[BaseModel] | dict[str, Any] | None = None,
+        dropped: dict[str, str] | None = None,
+    ) -> None:
+        self._model = model
+        self._engine: Engine = model._primary
+        self._ref = ref
+        self._schema = schema
+        self._dropped = dict(dropped or {})
+        self._api = _batch_api(self._engine)
+        self._usage = Usage()
+
+    # --- identity -----------------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        """The one string that identifies this job, for :meth:`resume` (see the module doc)."""
+        return self._ref.encode()
+
+    @property
+    def provider_ids(self) -> tuple[str, ...]:
+        """The provider's own job ids (more than one when the limits split the job)."""
+        return self._ref.jobs
+
+    @property
+    def task(self) -> BatchTask:
+        """``query``, ``json``, ``detect`` or ``point``."""
+        return self._ref.task
+
+    def __len__(self) -> int:
+        """The number of images in the job."""
+        return self._ref.count
+
+    @property
+    def usage(self) -> Usage:
+        """Tokens and cost (batch price) of the results read so far by :meth:`results`."""
+        return Usage(**vars(self._usage))
+
+    def __repr__(self) -> str:
+        return (
+            f"BatchJob(provider={self._ref.provider!r}, model={self._ref.model!r}, "
+            f"task={self._ref.task!r}, items={self._ref.count}, jobs={list(self._ref.jobs)!r})"
+        )
+
+    @classmethod
+    def resume(
+        cls,
+        job_id: str,
+        model: VlModel,
+        *,
+        schema: type[BaseModel] | dict[str, Any] | None = None,
+        task: BatchTask | None = None,
+        target: str | None = None,
+    ) -> BatchJob:
+        """The job ``job_id`` (a :attr:`id`) again, in a new process or with a new model object.
+
+        ``model`` must be the same provider and model as at submission (its key and endpoint
+        may differ). ``schema``: validate ``json`` answers again (the id does not carry it).
+        A provider's own job id (``batch_abc...``) also works with ``task=`` (and ``target=``
+        for detect/point labels).
+
+        Raises:
+            ConfigError: not a vlgate batch id, or another provider or model.
+
+        Example:
+            >>> job = vlgate.BatchJob.resume(saved_id, vlgate.create("openai/gpt-4o-mini"))
+            ... # doctest: +SKIP
+        """
+        engine = model._primary
+        route = engine.route
+        if task is not None and not job_id.startswith(_PREFIX):
+            if task not in _TASKS:
+                raise ConfigError(f"task must be one of {', '.join(_TASKS)}")
+            ref = _Ref(route.provider.name, route.model, (job_id,), task, target, 0)
+        else:
+            ref = _Ref.decode(job_id)
+        if (ref.provider, ref.model) != (route.provider.name, route.model):
+            raise ConfigError(
+                f"batch {ref.jobs[0]} was submitted to {ref.provider}/{ref.model}; resume it "
+                f"with that model, not {route.provider.name}/{route.model}"
+            )
+        return cls(model, ref, schema=schema)
+
+    # --- async core ---------------------------------------------------------------------------
+
+    async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
+        result, _ = await RetryPolicy.from_config(self._engine.config).run(call)
+        return result
+
+    async def astatus(self) -> BatchStatus:
+        """Where the job stands: states and counts of its provider jobs combined."""
+        parts = await asyncio.gather(
+            *(self._call(partial(self._api.status, j)) for j in self._ref.jobs)
+        )
+        return combine(parts)
+
+    async def wait_async(
+        self,
+        *,
+        poll_interval: float = 30.0,
+        timeout: float | None = None,
+        on_progress: Callable[[BatchStatus], None] | None = None,
+    ) -> BatchStatus:
+        """Poll every ``poll_interval`` seconds until the job is finished; return its status.
+
+        ``on_progress`` is called with each status polled. A poll that fails transiently (429,
+        5xx, a dropped connection, after the model's retries) is logged and polled again.
+
+        Raises:
+            TimeoutError: not finished within ``timeout`` seconds (the job keeps running).
+        """
+        if poll_interval <= 0:
+            raise ConfigError("poll_interval must be positive")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                status = await self.astatus()
+            except VlgateError as exc:
+                if not exc.retryable:
+                    raise
+                log.warning("batch status poll failed (%s); polling again", exc)
+            else:
+                if on_progress is not None:
+                    on_progress(status)
+                if status.done:
+                    return status
+            if deadline is not None and time.monotonic() + poll_interval > deadline:
+                raise TimeoutError(
+                    f"batch not finished within {timeout}s (it keeps running; resume it with "
+                    "BatchJob.resume(job.id, model))",
+                    model=self._ref.model,
+                )
+            await asyncio.sleep(poll_interval)
+
+    async def aresults(self) -> list[Any]:
+        """One result per image, in input order (see the module doc for each task's type).
+
+        Raises:
+            ConfigError: the job is not finished yet (``wait()`` first).
+        """
+        statuses = await asyncio.gather(
+            *(self._call(partial(self._api.status, j)) for j in self._ref.jobs)
+        )
+        running = [s for s in statuses if not s.done]
+        if running:
+            raise ConfigError(
+                f"batch is still {running[0].state} ({combine(statuses).pending} pending); "
+                "call wait() first"
+            )
+        found: dict[int, Any] = {}
+        missing_reason: dict[int, VlgateError] = {}
+        for job_id, status in zip(self._ref.jobs, statuses, strict=True):
+            items = await self._call(partial(self._api.results, job_id))
+            for cid, outcome in items.items():
+                facts = ItemFacts.parse(cid)
+                if facts is None:
+                    log.debug("batch %s: result with a foreign custom_id %r ignored", job_id, cid)
+                    continue
+                found[facts.index] = self._finish(facts, outcome)
+            if status.state != "completed" or status.errors:
+                why = "; ".join(status.errors) or f"the batch job {job_id} ended {status.state}"
+                error = ProviderError(
+                    f"not answered: {why}",
+                    provider=self._ref.provider,
+                    model=self._ref.model,
+                    retryable=False,
+                )
+                missing_reason.update({i: error for i in range(self._ref.count)})
+        count = self._ref.count or (max(found) + 1 if found else 0)
+        out: list[Any] = []
+        for i in range(count):
+            if i in found:
+                out.append(found[i])
+            else:
+                out.append(
+                    missing_reason.get(i)
+                    or ProviderError(
+                        "the batch reported no result for this item",
+                        provider=self._ref.provider,
+                        model=self._ref.model,
+                        retryable=False,
+                    )
+                )
+        return out
+
+    def _finish(self, facts: ItemFacts, outcome: Completion | VlgateError) -> Any:
+        """A provider's answer as the live call's result type, priced at the batch price."""
+        if isinstance(outcome, VlgateError):
+            return outcome
+        engine = self._engine
+        usage = outcome.usage
+        usage.requests = 1
+        if usage.image_tokens is None:
+            usage.image_tokens = planning.size_plan(engine.route, engine.config).count(facts.seen)
+        if usage.image_tokens is not None and usage.input_tokens:
+            usage.image_tokens = min(usage.image_tokens, usage.input_tokens)
+        if usage.cost is None:
+            live = cost_of(engine.route, usage)
+            usage.cost = None if live is None else live * self._api.spec.discount
+        self._usage = self._usage + usage
+        answer = Answer(
+            outcome.text,
+            usage=usage,
+            model=outcome.model,
+            attempts=1,
+            finish_reason=outcome.finish_reason,
+            dropped_params=tuple(sorted(self._dropped)),
+            dropped_reasons=self._dropped,
+        )
+        task = self._ref.task
+        if task == "query":
+            return answer
+        try:
+            if task == "json":
+                from .model import JsonAsk
+
+                return JsonAsk.of("", self._schema).parse(answer)
+            from .model import _DETECT, _POINT
+
+            grounding = _DETECT if task == "detect" else _POINT
+            found = grounding.parse(
+                answer,
+                engine.convention,
+                facts.size,
+                model_input_size=facts.seen,
+                default_label=self._ref.target or "",
+            )
+        except ResponseError as exc:
+            return exc
+        kind = Detections if task == "detect" else Points
+        return kind(found, image_size=facts.size, answer=answer, dropped=found.dropped)
+
+    async def acancel(self) -> BatchStatus:
+        """Ask the provider to cancel every unfinished part; answers already made are kept
+        (and billed). Returns the combined status after asking."""
+        statuses = []
+        for job_id in self._ref.jobs:
+            status = await self._call(partial(self._api.status, job_id))
+            if not status.done:
+                status = await self._call(partial(self._api.cancel, job_id))
+            statuses.append(status)
+        return combine(statuses)
+
+    # --- sync facade --------------------------------------------------------------------------
+
+    def status(self) -> BatchStatus:
+        """Sync :meth:`astatus`."""
+        return run_sync(self.astatus())
+
+    def wait(
+        self,
+        *,
+        poll_interval: float = 30.0,
+        timeout: float | None = None,
+        on_progress: Callable[[BatchStatus], None] | None = None,
+    ) -> BatchStatus:
+        """Sync :meth:`wait_async`.
+
+        Example:
+            >>> job.wait(poll_interval=60, on_progress=lambda s: print(s.completed, s.total))
+            ... # doctest: +SKIP
+        """
+        return run_sync(
+            self.wait_async(poll_interval=poll_interval, timeout=timeout, on_progress=on_progress)
+        )
+
+    def results(self) -> list[Any]:
+        """Sync :meth:`aresults`."""
+        return run_sync(self.aresults())
+
+    def cancel(self) -> BatchStatus:
+        """Sync :meth:`acancel`."""
+        return run_sync(self.acancel())
+
+
+_ORDER: dict[str, int] = {
+    "validating": 0,
+    "in_progress": 1,
+    "finalizing": 2,
+    "cancelling": 3,
+}
+_WORST_STATES: tuple[BatchState, ...] = ("failed", "expired", "cancelled", "completed")
+
+
+def combine(parts: Sequence[BatchStatus]) -> BatchStatus:
+    """One status for a job split across several provider jobs: counts add up; while any part
+    runs, the state is the least advanced running one; once all are done, the worst outcome
+    (failed, expired, cancelled, then completed).
+
+    Example:
+        >>> combine([BatchStatus("completed", 2, 2), BatchStatus("in_progress", 3, 1)]).state
+        'in_progress'
+    """
+    if len(parts) == 1:
+        return parts[0]
+    running = [p for p in parts if p.state not in TERMINAL]
+    state: BatchState
+    if running:
+        state = min(running, key=lambda p: _ORDER.get(p.state, 0)).state
+    else:
+        states = {p.state for p in parts}
+        state = next(s for s in _WORST_STATES if s in states)
+    return BatchStatus(
+        state,
+        total=sum(p.total for p in parts),
+        completed=sum(p.completed for p in parts),
+        failed=sum(p.failed for p in parts),
+        raw_state=",".join(p.raw_state for p in parts),
+        errors=tuple(e for p in parts for e in p.errors),
+        parts=tuple(parts),
+    )
+
+
+def _batch_api(engine: Engine) -> BatchApi:
+    api = engine.provider.batch_api()
+    if api is None:
+        raise ConfigError(
+            f"{engine.route.provider.name}/ has no provider Batch API in vlgate; batches run on "
+            "openai/, anthropic/ and gemini/ models (use query_batch for live calls)"
+        )
+    return api
+
+
+def split(
+    lines: Sequence[BatchLine], api: BatchApi, max_requests: int, max_bytes: int
+) -> list[list[BatchLine]]:
+    """``lines`` in order, cut into jobs of at most ``max_requests`` lines and ``max_bytes``
+    bytes as uploaded (``api.job_bytes``).
+
+    Raises:
+        ConfigError: one line alone is over ``max_bytes``.
+    """
+    jobs: list[list[BatchLine]] = []
+    current: list[BatchLine] = []
+    size = api.job_bytes([])
+    for line in lines:
+        one = api.job_bytes([line]) - api.job_bytes([])
+        if api.job_bytes([line]) > max_bytes:
+            raise ConfigError(
+                f"request {line.custom_id} alone is {one:,} bytes, over the batch limit of "
+                f"{max_bytes:,} bytes per job"
+            )
+        if current and (len(current) >= max_requests or size + one > max_bytes):
+            jobs.append(current)
+            current, size = [], api.job_bytes([])
+        current.append(line)
+        size += one
+    if current:
+        jobs.append(current)
+    return jobs
+
+
+async def submit(
+    model: VlModel,
+    load: Callable[[ImageInput], Awaitable[Image]],
+    images: Iterable[ImageInput],
+    prompt: str,
+    *,
+    task: BatchTask = "query",
+    schema: type[BaseModel] | dict[str, Any] | None = None,
+    max_requests: int | None = None,
+    max_bytes: int | None = None,
+    display_name: str | None = None,
+    params: dict[str, Any] | None = None,
+) -> BatchJob:
+    """Build, split and submit; the engine behind ``VlModel.asubmit_batch``."""
+    if task not in _TASKS:
+        raise ConfigError(f"task must be one of {', '.join(_TASKS)}, not {task!r}")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ConfigError("prompt must be a non-empty string (the target for detect/point)")
+    if schema is not None and task != "json":
+        raise ConfigError("schema= is for task='json'")
+    if isinstance(images, str | bytes | Image) or not isinstance(images, Iterable):
+        raise ConfigError("images must be a list or an iterable of images")
+    engine: Engine = model._primary
+    api = _batch_api(engine)
+    spec = api.spec
+    limit_n = min(spec.max_requests, max_requests or spec.max_requests)
+    limit_b = min(spec.max_bytes, max_bytes or spec.max_bytes)
+    if limit_n < 1 or limit_b < 1:
+        raise ConfigError("max_requests and max_bytes must be positive")
+    params = dict(params or {})
+    params.pop("timeout", None)  # a batch has no per-request timeout
+    from .model import _DETECT, _POINT, JsonAsk
+
+    ask = JsonAsk.of(prompt, schema) if task == "json" else None
+    options = ask.options(engine) if ask is not None else {}
+    grounding = _DETECT if task == "detect" else _POINT if task == "point" else None
+
+    async def line(item: tuple[int, ImageInput]) -> BatchLine:
+        index, source = item
+        img = await load(source)
+        encoded = await engine.aencode(img, params)
+        seen = planning.model_input_size(encoded, engine.route, engine.config, params)
+        text = prompt
+        if grounding is not None:
+            text = grounding.prompt(engine.convention, prompt, seen)
+        elif ask is not None:
+            text = ask.prompt
+        request = planning.build_request(
+            engine.route, engine.config, [encoded], text, params, **options
+        )
+        cid = ItemFacts(index, img.size, seen).custom_id
+        if not CUSTOM_ID.fullmatch(cid):  # sizes past 6 digits: no image gets there
+            raise ConfigError(f"cannot name batch item {index} ({cid!r})")
+        return api.encode(cid, request)
+
+    built = await pipeline.collect(enumerate(images), line, window=_LOAD_WINDOW)
+    lines = [b for b in built if isinstance(b, BatchLine)]
+    if len(lines) != len(built):  # collect() raises the first failure; this is a bug guard
+        raise next(b for b in built if isinstance(b, BaseException))
+    if not lines:
+        raise ConfigError("no images to submit")
+    jobs = split(lines, api, limit_n, limit_b)
+    name = display_name or f"vlgate {task} {len(lines)} images"
+    submitted: list[str] = []
+    try:
+        for n, part in enumerate(jobs, start=1):
+            label = name if len(jobs) == 1 else f"{name} ({n}/{len(jobs)})"
+            submitted.append(await api.submit(part, display_name=label))
+    except BaseException:
+        # A half-submitted job is of no use to anyone: cancel the parts already running.
+        for job_id in submitted:
+            try:
+                await api.cancel(job_id)
+            except VlgateError as exc:
+                log.warning("could not cancel batch part %s: %s", job_id, exc)
+        raise
+    ref = _Ref(
+        engine.route.provider.name,
+        engine.route.model,
+        tuple(submitted),
+        task,
+        prompt if grounding is not None else None,
+        len(lines),
+    )
+    return BatchJob(model, ref, schema=schema, dropped=lines[0].dropped)

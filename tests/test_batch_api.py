@@ -1,0 +1,274 @@
+"""Provider Batch APIs on the wire: OpenAI's /v1/files + /v1/batches against the emulator.
+
+Every result is checked against what the emulator received for that very image (distinct
+sizes identify the images), and the lifecycle against the emulator's batch state.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+import vlgate
+from vlgate.batches import ItemFacts, combine
+from vlgate.providers._batch import CUSTOM_ID, BatchStatus
+from vlgate.testing import Emulator
+from vlgate.testing.scenes import make_scene
+from vlgate.tokens import cost_of
+
+from .conftest import KEY
+
+
+def make(emu: Emulator, model: str = "openai/gpt-4o", **kw: Any) -> vlgate.VlModel:
+    kw.setdefault("api_key", KEY)
+    kw.setdefault("api_base", emu.openai_base)
+    kw.setdefault("backoff_base", 0.0)
+    return vlgate.create(model, **kw)
+
+
+def scenes(n: int, base: tuple[int, int] = (300, 200)) -> list[bytes]:
+    """``n`` distinct JPEG scenes; image ``i`` is ``base + i`` pixels wide and high."""
+    return [make_scene(i, size=(base[0] + i, base[1] + i)).to_jpeg_bytes() for i in range(n)]
+
+
+class Size(BaseModel):
+    width: int
+    height: int
+
+
+def line_requests(emu: Emulator) -> list[Any]:
+    return [r for r in emu.requests if r.batch is not None]
+
+
+def test_fifty_images_each_result_matched_to_its_image_at_batch_price(emulator: Emulator) -> None:
+    model = make(emulator)
+    job = model.submit_batch(scenes(50), "How big is the image?", task="json", schema=Size)
+    assert isinstance(job, vlgate.BatchJob) and len(job) == 50
+    assert emulator.batches.uploads == 1
+    upload = next(r for r in emulator.requests if r.path == "/v1/files")
+    assert upload.body["purpose"] == "batch" and upload.body["filename"].endswith(".jsonl")
+    assert upload.headers["authorization"] == f"Bearer {KEY}"
+    status = job.wait(poll_interval=0.01, timeout=60)
+    assert status.state == "completed" and (status.total, status.completed) == (50, 50)
+    results = job.results()
+    assert [(r.width, r.height) for r in results] == [(300 + i, 200 + i) for i in range(50)]
+    # What arrived: one chat-completions body per line, each with its own JPEG, declared so.
+    lines = line_requests(emulator)
+    assert len(lines) == 50
+    assert sorted(r.images[0].size for r in lines) == [(300 + i, 200 + i) for i in range(50)]
+    assert all(r.images[0].declared_mime == r.images[0].actual_mime == "image/jpeg" for r in lines)
+    assert all(r.body["response_format"]["type"] == "json_schema" for r in lines)
+    # Cost: the provider's token counts at half the live price.
+    usage = job.usage
+    assert usage.requests == 50 and usage.input_tokens > 0
+    live = cost_of(model.route, usage)
+    assert live is not None and usage.cost == pytest.approx(live * 0.5)
+
+
+def test_query_answers_in_input_order_with_usage(emulator: Emulator) -> None:
+    model = make(emulator)
+    emulator.batches.lines_per_step = 2
+    job = model.submit_batch(scenes(5), "Describe the image.", temperature=0)
+    seen: list[tuple[str, int]] = []
+    job.wait(
+        poll_interval=0.01, timeout=30, on_progress=lambda s: seen.append((s.state, s.completed))
+    )
+    assert seen[-1] == ("completed", 5)
+    assert ("in_progress", 2) in seen and ("in_progress", 4) in seen
+    answers = job.results()
+    for i, answer in enumerate(answers):
+        assert isinstance(answer, vlgate.Answer)
+        assert f"{300 + i}x{200 + i}" in answer
+        assert answer.usage.cost is not None and answer.usage.requests == 1
+    assert all(r.body["temperature"] == 0 for r in line_requests(emulator))
+
+
+def test_detect_boxes_come_back_in_original_pixels(emulator: Emulator) -> None:
+    model = make(emulator)
+    shots = [make_scene(40 + i, size=(3024, 4032) if i % 2 else (4032, 3024)) for i in range(4)]
+    labels = [s.shapes[0].label for s in shots]
+    # One target for the job: the first shape's label of image 0; other images may lack it.
+    target = labels[0]
+    job = model.submit_batch([s.to_jpeg_bytes() for s in shots], target, task="detect")
+    job.wait(poll_interval=0.01, timeout=60)
+    found = job.results()
+    sent = {r.images[0].size for r in line_requests(emulator)}
+    assert all(max(size) < 4032 for size in sent)  # pre-resized as a live call would be
+    for scene, dets in zip(shots, found, strict=True):
+        assert isinstance(dets, vlgate.Detections)
+        assert dets.image_size == scene.image.size
+        truth = [sh.box for sh in scene.shapes if sh.label == target]
+        assert len(dets) == len(truth)
+        for det, box in zip(sorted(dets, key=lambda d: d.xyxy), sorted(truth), strict=True):
+            assert det.label == target
+            assert det.xyxy == pytest.approx(box, abs=16)
+
+
+def test_a_failed_line_is_that_items_error_not_a_crashed_job(emulator: Emulator) -> None:
+    model = make(emulator)
+    emulator.script("gpt-4o", ["ok", "500", "ok", "429"])
+    job = model.submit_batch(scenes(5), "Describe the image.")
+    status = job.wait(poll_interval=0.01, timeout=30)
+    assert (status.state, status.completed, status.failed) == ("completed", 3, 2)
+    results = job.results()
+    assert isinstance(results[1], vlgate.ProviderError) and results[1].status == 500
+    assert isinstance(results[3], vlgate.RateLimitError)
+    assert [isinstance(r, vlgate.Answer) for r in results] == [True, False, True, False, True]
+    assert "301x201" not in str(results[1])
+
+
+def test_cancel_keeps_answered_items_and_errors_the_rest(emulator: Emulator) -> None:
+    model = make(emulator)
+    emulator.batches.auto = False
+    emulator.batches.lines_per_step = 2
+    job = model.submit_batch(scenes(6), "Describe the image.")
+    (jid,) = job.provider_ids
+    emulator.batches.advance(jid, steps=2)  # validated, then 2 lines answered
+    assert job.status().state == "in_progress"
+    assert job.cancel().state == "cancelling"
+    emulator.batches.advance(jid)
+    status = job.status()
+    assert (status.state, status.completed, status.failed) == ("cancelled", 2, 4)
+    results = job.results()
+    assert [isinstance(r, vlgate.Answer) for r in results] == [True, True] + [False] * 4
+    assert "batch_cancelled" in str(results[5])
+
+
+def test_expired_job(emulator: Emulator) -> None:
+    model = make(emulator)
+    emulator.batches.auto = False
+    job = model.submit_batch(scenes(3), "Describe the image.")
+    emulator.batches.expire(job.provider_ids[0])
+    status = job.wait(poll_interval=0.01, timeout=10)
+    assert status.state == "expired" and status.failed == 3
+    assert all("batch_expired" in str(r) for r in job.results())
+
+
+def test_results_before_the_end_is_a_config_error(emulator: Emulator) -> None:
+    model = make(emulator)
+    emulator.batches.auto = False
+    job = model.submit_batch(scenes(2), "Describe the image.")
+    with pytest.raises(vlgate.ConfigError, match="wait"):
+        job.results()
+    with pytest.raises(vlgate.TimeoutError):
+        job.wait(poll_interval=0.01, timeout=0.05)
+
+
+def test_resume_with_a_new_model_object_maps_boxes(emulator: Emulator) -> None:
+    shots = [make_scene(70 + i, size=(2000 + 10 * i, 1500)) for i in range(3)]
+    target = shots[0].shapes[0].label
+    job = make(emulator).submit_batch([s.to_jpeg_bytes() for s in shots], target, task="detect")
+    saved = job.id
+    again = vlgate.BatchJob.resume(saved, make(emulator))
+    assert again.provider_ids == job.provider_ids and again.task == "detect" and len(again) == 3
+    again.wait(poll_interval=0.01, timeout=30)
+    for scene, dets in zip(shots, again.results(), strict=True):
+        assert dets.image_size == scene.image.size
+        truth = sorted(sh.box for sh in scene.shapes if sh.label == target)
+        assert [d.xyxy for d in sorted(dets, key=lambda d: d.xyxy)] == [
+            pytest.approx(b, abs=12) for b in truth
+        ]
+    with pytest.raises(vlgate.ConfigError, match="submitted to openai/gpt-4o"):
+        vlgate.BatchJob.resume(saved, make(emulator, "openai/gpt-4o-mini"))
+    with pytest.raises(vlgate.ConfigError, match="not a vlgate batch id"):
+        vlgate.BatchJob.resume("batch_123", make(emulator))
+
+
+def test_limits_split_into_several_jobs_one_id(emulator: Emulator) -> None:
+    model = make(emulator)
+    job = model.submit_batch(scenes(7), "How big?", task="json", schema=Size, max_requests=3)
+    assert len(job.provider_ids) == 3 and emulator.batches.uploads == 3
+    job.wait(poll_interval=0.01, timeout=30)
+    assert [r.width for r in job.results()] == [300 + i for i in range(7)]
+    # A byte cap: each line is about 8 KB (a JPEG and a schema), so 20 KB jobs hold two.
+    capped = model.submit_batch(scenes(4), "How big?", task="json", schema=Size, max_bytes=20_000)
+    assert len(capped.provider_ids) == 2
+    for pid in capped.provider_ids:
+        uploaded = emulator.batches.files[emulator.batches.jobs[pid].input_file_id].data
+        assert 8_000 < len(uploaded) <= 20_000 and uploaded.count(b"\n") == 2
+    capped.wait(poll_interval=0.01, timeout=30)
+    assert [r.width for r in capped.results()] == [300 + i for i in range(4)]
+    with pytest.raises(vlgate.ConfigError, match="over the batch limit"):
+        model.submit_batch(scenes(1), "How big?", max_bytes=100)
+
+
+def test_bad_input_raises_before_anything_is_sent(emulator: Emulator) -> None:
+    model = make(emulator)
+    with pytest.raises(vlgate.ImageError):
+        model.submit_batch([scenes(1)[0], b"not an image"], "Describe.")
+    with pytest.raises(vlgate.ConfigError):
+        model.submit_batch(scenes(1), "Describe.", task="classify")  # type: ignore[arg-type]
+    with pytest.raises(vlgate.ConfigError):
+        model.submit_batch(scenes(1), "  ")
+    with pytest.raises(vlgate.ConfigError, match="Batch API"):
+        vlgate.create("ollama/qwen2.5vl:7b", api_base=emulator.ollama_base).submit_batch(
+            scenes(1), "Describe."
+        )
+    assert emulator.requests == []
+
+
+def test_emulator_rejects_a_bad_input_file_with_line_errors(emulator: Emulator) -> None:
+    import urllib.request
+
+    def call(path: str, data: bytes, ctype: str) -> tuple[int, Any]:
+        req = urllib.request.Request(
+            emulator.url + path,
+            data=data,
+            headers={"Authorization": f"Bearer {KEY}", "Content-Type": ctype},
+        )
+        try:
+            with urllib.request.urlopen(req) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    def upload(name: str, content: bytes) -> tuple[int, Any]:
+        b = "XyZ"
+        body = (
+            (
+                f'--{b}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+                f'--{b}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n\r\n'
+            ).encode()
+            + content
+            + f"\r\n--{b}--\r\n".encode()
+        )
+        return call("/v1/files", body, f"multipart/form-data; boundary={b}")
+
+    status, err = upload("input.csv", b"{}")
+    assert status == 400 and "jsonl" in err["error"]["message"]
+    good = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {}}
+    lines = [good, {**good, "method": "GET", "custom_id": "b"}, {**good}]
+    status, file = upload("in.jsonl", b"\n".join(json.dumps(x).encode() for x in lines))
+    assert status == 200 and file["purpose"] == "batch"
+    status, job = call(
+        "/v1/batches",
+        json.dumps(
+            {
+                "input_file_id": file["id"],
+                "endpoint": "/v1/chat/completions",
+                "completion_window": "24h",
+            }
+        ).encode(),
+        "application/json",
+    )
+    assert status == 200 and job["status"] == "validating"
+    emulator.batches.advance(job["id"])
+    assert emulator.batches.state(job["id"]) == "failed"
+    problems = emulator.batches.jobs[job["id"]].errors
+    assert {(p["code"], p["line"]) for p in problems} == {
+        ("invalid_method", 2),
+        ("duplicate_custom_id", 3),
+    }
+
+
+def test_custom_ids_carry_the_facts_resume_needs() -> None:
+    facts = ItemFacts(49_999, (99_999, 1), (2048, 1))
+    assert CUSTOM_ID.fullmatch(facts.custom_id)
+    assert ItemFacts.parse(facts.custom_id) == facts
+    assert ItemFacts.parse("batch-line-7") is None
+    parts = [BatchStatus("completed", 2, 2), BatchStatus("failed", 3, 0, 0, errors=("line 1: x",))]
+    both = combine(parts)
+    assert (both.state, both.total, both.errors) == ("failed", 5, ("line 1: x",))
