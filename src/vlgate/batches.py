@@ -208,7 +208,7 @@ class BatchJob:
 
     @property
     def usage(self) -> Usage:
-        """Tokens and cost (batch price) of the results read so far by :meth:`results`."""
+        """Tokens and cost (batch price) of the answers, once :meth:`results` read them."""
         return Usage(**vars(self._usage))
 
     def __repr__(self) -> str:
@@ -313,6 +313,17 @@ class BatchJob:
         Raises:
             ConfigError: the job is not finished yet (``wait()`` first).
         """
+        return [result for _, result in await self.acollect()]
+
+    async def aanswers(self) -> list[Answer | VlgateError]:
+        """The model's answer (text, usage at the batch price) or the error per image, in input
+        order, before any JSON or grounding parsing; for ``task="query"`` the same as
+        :meth:`aresults`."""
+        return [answer for answer, _ in await self.acollect()]
+
+    async def acollect(self) -> list[tuple[Answer | VlgateError, Any]]:
+        """``(answer, result)`` per image in input order: :meth:`aanswers` and
+        :meth:`aresults` from one download."""
         statuses = await asyncio.gather(
             *(self._call(partial(self._api.status, j)) for j in self._ref.jobs)
         )
@@ -322,8 +333,9 @@ class BatchJob:
                 f"batch is still {running[0].state} ({combine(statuses).pending} pending); "
                 "call wait() first"
             )
-        found: dict[int, Any] = {}
-        missing_reason: dict[int, VlgateError] = {}
+        self._usage = Usage()
+        found: dict[int, tuple[Answer | VlgateError, Any]] = {}
+        unanswered: dict[int, VlgateError] = {}
         for job_id, status in zip(self._ref.jobs, statuses, strict=True):
             items = await self._call(partial(self._api.results, job_id))
             for cid, outcome in items.items():
@@ -340,28 +352,28 @@ class BatchJob:
                     model=self._ref.model,
                     retryable=False,
                 )
-                missing_reason.update({i: error for i in range(self._ref.count)})
+                unanswered.update({i: error for i in range(self._ref.count)})
         count = self._ref.count or (max(found) + 1 if found else 0)
-        out: list[Any] = []
+        out: list[tuple[Answer | VlgateError, Any]] = []
         for i in range(count):
             if i in found:
                 out.append(found[i])
-            else:
-                out.append(
-                    missing_reason.get(i)
-                    or ProviderError(
-                        "the batch reported no result for this item",
-                        provider=self._ref.provider,
-                        model=self._ref.model,
-                        retryable=False,
-                    )
-                )
+                continue
+            missing = unanswered.get(i) or ProviderError(
+                "the batch reported no result for this item",
+                provider=self._ref.provider,
+                model=self._ref.model,
+                retryable=False,
+            )
+            out.append((missing, missing))
         return out
 
-    def _finish(self, facts: ItemFacts, outcome: Completion | VlgateError) -> Any:
-        """A provider's answer as the live call's result type, priced at the batch price."""
+    def _finish(
+        self, facts: ItemFacts, outcome: Completion | VlgateError
+    ) -> tuple[Answer | VlgateError, Any]:
+        """A provider's answer, and it as the live call's result type, at the batch price."""
         if isinstance(outcome, VlgateError):
-            return outcome
+            return outcome, outcome
         engine = self._engine
         usage = outcome.usage
         usage.requests = 1
@@ -384,12 +396,12 @@ class BatchJob:
         )
         task = self._ref.task
         if task == "query":
-            return answer
+            return answer, answer
         try:
             if task == "json":
                 from .model import JsonAsk
 
-                return JsonAsk.of("", self._schema).parse(answer)
+                return answer, JsonAsk.of("", self._schema).parse(answer)
             from .model import _DETECT, _POINT
 
             grounding = _DETECT if task == "detect" else _POINT
@@ -401,9 +413,9 @@ class BatchJob:
                 default_label=self._ref.target or "",
             )
         except ResponseError as exc:
-            return exc
+            return answer, exc
         kind = Detections if task == "detect" else Points
-        return kind(found, image_size=facts.size, answer=answer, dropped=found.dropped)
+        return answer, kind(found, image_size=facts.size, answer=answer, dropped=found.dropped)
 
     async def acancel(self) -> BatchStatus:
         """Ask the provider to cancel every unfinished part; answers already made are kept
@@ -442,6 +454,10 @@ class BatchJob:
     def results(self) -> list[Any]:
         """Sync :meth:`aresults`."""
         return run_sync(self.aresults())
+
+    def answers(self) -> list[Answer | VlgateError]:
+        """Sync :meth:`aanswers`."""
+        return run_sync(self.aanswers())
 
     def cancel(self) -> BatchStatus:
         """Sync :meth:`acancel`."""

@@ -289,6 +289,27 @@ def batch(
             "(ray://head:10001, auto). Same results file and resume. Needs vlgate[ray].",
         ),
     ] = None,
+    provider_batch: Annotated[
+        bool,
+        typer.Option(
+            "--provider-batch",
+            help="Submit to the provider's Batch API (about half the price, answers within "
+            "24 h; openai/, anthropic/, gemini/): prints the job id; re-running the same "
+            "command resumes that job instead of submitting again.",
+        ),
+    ] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait", help="With --provider-batch: poll until the job ends, then write results."
+        ),
+    ] = False,
+    poll_interval: Annotated[
+        float,
+        typer.Option(
+            "--poll-interval", min=0.001, metavar="S", help="Seconds between --wait polls."
+        ),
+    ] = 30.0,
     as_json: JsonFlag = False,
 ) -> None:
     """Ask the same thing of many images, concurrently; one JSON line per image.
@@ -310,9 +331,19 @@ def batch(
         vlgate batch frames/ "Describe the shelf" --schema shelf.schema.json
 
         vlgate batch /data/frames "Is there a person?" --ray auto
+
+        vlgate batch shots/ --detect forklift --provider-batch --wait
     """
     with errors_to_exit():
         task = _task(prompt, detect, point, schema)
+        if provider_batch:
+            given = [
+                name
+                for name, v in (("--ray", ray_address), ("--limit", limit), ("--html", html))
+                if v is not None
+            ] + (["--retry-failed"] if retry_failed else [])
+            if given:
+                raise ConfigError(f"--provider-batch does not take {', '.join(given)}")
         paths = find_images(source)
         if not paths:
             fail(f"no images found in {source}")
@@ -325,8 +356,25 @@ def batch(
                 "max_concurrency": concurrency,
             }
         )
-        workers = vl.max_concurrency
         quiet = _is_quiet()
+        if provider_batch:
+            from .batch_provider import command
+
+            code = command(
+                vl,
+                paths,
+                task,
+                output,
+                wait=wait,
+                poll_interval=poll_interval,
+                progress=progress,
+                quiet=quiet,
+                as_json=as_json,
+            )
+            raise typer.Exit(code)
+        if wait:
+            raise ConfigError("--wait is for --provider-batch")
+        workers = vl.max_concurrency
         bar = _Progress(vl, enabled=(progress is not False) and not quiet, force=bool(progress))
         if ray_address is not None:
             from .batch_ray import run_on_ray
