@@ -79,9 +79,12 @@ def test_query_answers_in_input_order_with_usage(emulator: Emulator) -> None:
     assert seen[-1] == ("completed", 5)
     assert ("in_progress", 2) in seen and ("in_progress", 4) in seen
     answers = job.results()
+    # Each answer is the one the emulator gave the line holding that image (sizes tell apart).
+    said = {r.images[0].size: r.response_text for r in line_requests(emulator)}
+    assert len(set(said.values())) == 5
     for i, answer in enumerate(answers):
         assert isinstance(answer, vlgate.Answer)
-        assert f"{300 + i}x{200 + i}" in answer
+        assert answer == said[(300 + i, 200 + i)]
         assert answer.usage.cost is not None and answer.usage.requests == 1
     assert all(r.body["temperature"] == 0 for r in line_requests(emulator))
 
@@ -117,7 +120,6 @@ def test_a_failed_line_is_that_items_error_not_a_crashed_job(emulator: Emulator)
     assert isinstance(results[1], vlgate.ProviderError) and results[1].status == 500
     assert isinstance(results[3], vlgate.RateLimitError)
     assert [isinstance(r, vlgate.Answer) for r in results] == [True, False, True, False, True]
-    assert "301x201" not in str(results[1])
 
 
 def test_cancel_keeps_answered_items_and_errors_the_rest(emulator: Emulator) -> None:

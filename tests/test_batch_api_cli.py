@@ -84,9 +84,11 @@ def test_submit_then_rerun_with_wait_resumes_the_same_job(
     assert emulator.batches.uploads == 1
     assert sum(r.path == "/v1/batches" and r.method == "POST" for r in emulator.requests) == 1
     records = read_records(out)
+    said = {r.images[0].size: r.response_text for r in emulator.requests if r.batch}
+    assert len(set(said.values())) == 6
     for i, path in enumerate(paths):
         rec = records[str(path)]
-        assert rec.ok and f"{300 + i}x{200 + i}" in (rec.answer or "")
+        assert rec.ok and rec.answer == said[(300 + i, 200 + i)]
         assert rec.usage is not None and rec.usage.cost is not None
     assert summary["cost"] == pytest.approx(sum(r.usage.cost for r in records.values()))
     # Everything is in the output now: a third run has nothing to submit.
