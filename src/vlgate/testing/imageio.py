@@ -20,9 +20,22 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["ImageInfo", "b64decode_strict", "parse_data_uri", "probe", "sniff_mime"]
+try:  # libjpeg-turbo straight into numpy: the probe's check and the analysis share one decode
+    import simplejpeg as _simplejpeg
+except ImportError:  # pragma: no cover - a core dependency of vlgate, but optional here
+    _simplejpeg = None
+
+__all__ = [
+    "ImageInfo",
+    "b64decode_strict",
+    "parse_data_uri",
+    "probe",
+    "sniff_mime",
+    "take_pixels",
+]
 
 _DATA_URI_HEAD = re.compile(r"^(?P<mime>[^;,]*)(?P<params>(;[^;,]*)*)$")
 
@@ -123,12 +136,93 @@ def probe(data: bytes) -> ImageInfo:
         hit = _probe_cache.get(key)
     if hit is not None:
         return hit
-    info = _probe(data)
+    info = _probe_plain_jpeg(data, key) if data[:3] == b"\xff\xd8\xff" else None
+    if info is None:
+        info = _probe(data)
     with _probe_lock:
         _probe_cache[key] = info
         while len(_probe_cache) > 256:
             _probe_cache.popitem(last=False)
     return info
+
+
+FULL_DECODE_LONG = 1100
+"""JPEGs up to this long side are decoded in full (larger ones at a reduced DCT scale)."""
+
+# Pixels the probe decoded, kept for the analysis of the same request (vision.analyze takes them
+# by content hash): one libjpeg-turbo decode per image instead of a probe decode plus another.
+_pixels: OrderedDict[str, np.ndarray] = OrderedDict()
+_pixels_bytes = 0
+_PIXELS_MAX_BYTES = 48 * 1024 * 1024
+
+
+def take_pixels(key: str) -> np.ndarray | None:
+    """The upright RGB pixels :func:`probe` decoded for the image whose SHA-1 hex is ``key``
+    (removed: each is used once), or ``None``.
+
+    Example:
+        >>> take_pixels("0" * 40) is None
+        True
+    """
+    global _pixels_bytes
+    with _probe_lock:
+        arr = _pixels.pop(key, None)
+        if arr is not None:
+            _pixels_bytes -= arr.nbytes
+    return arr
+
+
+def _keep_pixels(key: str, arr: np.ndarray) -> None:
+    global _pixels_bytes
+    with _probe_lock:
+        old = _pixels.pop(key, None)
+        if old is not None:
+            _pixels_bytes -= old.nbytes
+        _pixels[key] = arr
+        _pixels_bytes += arr.nbytes
+        while _pixels_bytes > _PIXELS_MAX_BYTES and _pixels:
+            _pixels_bytes -= _pixels.popitem(last=False)[1].nbytes
+
+
+def _probe_plain_jpeg(data: bytes, key: str) -> ImageInfo | None:
+    """The probe of a colour JPEG without EXIF, decoded by libjpeg-turbo (strict: truncated or
+    corrupt data fails); ``None`` to take the general path (EXIF, CMYK, grey, any error)."""
+    if _simplejpeg is None or _has_exif(data):
+        return None
+    try:
+        h, w, colorspace, _ = _simplejpeg.decode_jpeg_header(data)
+        if colorspace != "YCbCr" or w < 1 or h < 1:
+            return None
+        if max(w, h) <= FULL_DECODE_LONG:
+            _keep_pixels(key, _simplejpeg.decode_jpeg(data, colorspace="RGB"))
+        else:
+            _simplejpeg.decode_jpeg(data, colorspace="RGB", min_factor=8)
+    except ValueError:
+        return None
+    return ImageInfo("image/jpeg", (w, h), None)
+
+
+def _has_exif(data: bytes) -> bool:
+    """Whether a JPEG has an ``Exif`` APP1 segment before its scan (or its markers are odd:
+    then the general path decides)."""
+    i, n = 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return True
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xDA, 0xD9):  # start of scan / end of image: no EXIF before the pixels
+            return False
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            i += 2
+            continue
+        length = (data[i + 2] << 8) | data[i + 3]
+        if marker == 0xE1 and data[i + 4 : i + 10] == b"Exif\x00\x00":
+            return True
+        i += 2 + length
+    return True
 
 
 def _probe(data: bytes) -> ImageInfo:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from .imageio import FULL_DECODE_LONG, take_pixels
 from .scenes import _UPRIGHT, PALETTE
 
 try:  # libjpeg-turbo straight into numpy: half of Pillow's decode time for a small frame
@@ -46,7 +47,7 @@ _COARSE_LONG = 80  # long side of the sampled grid used to find components (then
 _MAX_STEP_FRACTION = 0.025  # sampling step at most this share of the short side (< the gap)
 _MAX_COMPONENTS = 64  # a scene has at most a few dozen shapes and specks
 _MAX_GROW = 4  # crop growths for a thin tip (one is enough for a scene's triangles)
-_DECODE_LONG = 1100  # JPEGs are decoded at the smallest DCT scale at least this large
+_DECODE_LONG = FULL_DECODE_LONG  # larger JPEGs: the smallest DCT scale at least this large
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def analyze(data: bytes) -> Sight | None:
             _cache.move_to_end(key)
             return _cache[key]
     try:
-        sight: Sight | None = _analyze(data)
+        sight: Sight | None = _analyze(data, take_pixels(key))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         sight = None
     with _cache_lock:
@@ -145,18 +146,13 @@ def _build_lut() -> np.ndarray:
 _LUT = _build_lut()
 
 
-# Per-channel tables: channel value -> its 5-bit field of the LUT index, one lookup each.
-_SHIFT_R = (np.arange(256, dtype=np.uint16) >> 3) << 10
-_SHIFT_G = (np.arange(256, dtype=np.uint16) >> 3) << 5
-_SHIFT_B = np.arange(256, dtype=np.uint16) >> 3
-
-
 def _classify(pixels: np.ndarray) -> np.ndarray:
     """Palette index per pixel, -1 for background. ``pixels``: (..., 3) uint8."""
-    index = _SHIFT_R[pixels[..., 0]]
-    index |= _SHIFT_G[pixels[..., 1]]
-    index |= _SHIFT_B[pixels[..., 2]]
-    result: np.ndarray = _LUT[index]
+    # The LUT index (5 bits per channel) by shifts; one gather (a gather per channel cost 2x).
+    index = (pixels[..., 0] >> 3).astype(np.uint16) << 10
+    index |= (pixels[..., 1] >> 3).astype(np.uint16) << 5
+    index |= pixels[..., 2] >> 3
+    result: np.ndarray = np.take(_LUT, index)
     return result
 
 
@@ -171,20 +167,12 @@ def _labelled_components(
     change = padded[:, 1:] != padded[:, :-1]  # a run starts or ends between these columns
     rr, cc = np.nonzero(change)
     vals = padded[rr, cc + 1]
-    rows_l = rr.tolist()
-    cols_l = cc.tolist()
-    vals_l = vals.tolist()
     # Each change at (r, c) starts a run of vals at column c that ends at the next change.
-    rows: list[int] = []
-    s: list[int] = []
-    e: list[int] = []
-    lab: list[int] = []
-    for k in range(len(rows_l) - 1):
-        if vals_l[k] >= 0 and rows_l[k + 1] == rows_l[k]:
-            rows.append(rows_l[k])
-            s.append(cols_l[k])
-            e.append(cols_l[k + 1])
-            lab.append(vals_l[k])
+    keep = np.flatnonzero((vals[:-1] >= 0) & (rr[1:] == rr[:-1]))
+    rows: list[int] = rr[keep].tolist()
+    s: list[int] = cc[keep].tolist()
+    e: list[int] = cc[keep + 1].tolist()
+    lab: list[int] = vals[keep].tolist()
     touch = 1 if diagonal else 0
     parent = list(range(len(rows)))
 
@@ -293,38 +281,54 @@ def looks_like_scene(pixels: np.ndarray) -> bool:
         >>> looks_like_scene(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8))
         False
     """
-    step = max(1, max(pixels.shape[:2]) // _SCENE_GRID)
-    grid = np.ascontiguousarray(pixels[::step, ::step, :3])
-    if grid.size == 0:
-        return False
-    p = grid.astype(np.int16)
-    chroma = p.max(axis=-1) - p.min(axis=-1)
-    lum = p.mean(axis=-1)
-    grey = (chroma < 40) & (lum > 90) & (lum < 235)
-    other = ~(grey | (_classify(grid) >= 0))
-    if float(other.mean()) > _MAX_OTHER:
-        return False
-    q = p >> 4
-    codes = ((q[..., 0] << 8) | (q[..., 1] << 4) | q[..., 2]).ravel()
-    counts = np.sort(np.bincount(codes, minlength=4096))[::-1]
-    return float(counts[:16].sum()) / codes.size >= _MIN_TOP_COLOURS
+    grid = pixels[:: _grid_step(pixels), :: _grid_step(pixels), :3]
+    return grid.size > 0 and _scene_like(grid, _classify(grid))
 
 
-def _analyze(data: bytes) -> Sight:
-    arr, (full_w, full_h) = _decode(data)
+def _grid_step(pixels: np.ndarray) -> int:
+    """The sampling step of the grid components are found on (and the scene test looks at).
+
+    A shape spans >= 4 % of the short side and same-coloured shapes are >= 3 % apart, so with a
+    step under that gap a shape is one 8-connected group of samples and two shapes never touch.
+    """
+    h, w = int(pixels.shape[0]), int(pixels.shape[1])
+    return max(1, min(max(h, w) // _COARSE_LONG, int(_MAX_STEP_FRACTION * min(h, w))))
+
+
+def _scene_like(grid: np.ndarray, classes: np.ndarray) -> bool:
+    """:func:`looks_like_scene` on a sampled ``grid`` whose palette ``classes`` are known."""
+    # Channel by channel: numpy reduces over a last axis of length 3 slowly, and the sum of the
+    # channels compares exactly as their mean would.
+    r, g, b = (grid[..., i].astype(np.int16) for i in range(3))
+    chroma = np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)
+    lum3 = r + g + b
+    grey = (chroma < 40) & (lum3 > 3 * 90) & (lum3 < 3 * 235)
+    other = ~(grey | (classes >= 0))
+    if np.count_nonzero(other) > _MAX_OTHER * other.size:
+        return False
+    codes = ((r >> 4) << 8) | ((g >> 4) << 4) | (b >> 4)
+    counts = np.bincount(codes.ravel(), minlength=4096)
+    counts.sort()  # (np.partition is far slower on these mostly-zero counts)
+    return float(counts[-16:].sum()) / codes.size >= _MIN_TOP_COLOURS
+
+
+def _analyze(data: bytes, pixels: np.ndarray | None = None) -> Sight:
+    # ``pixels``: what the emulator's probe already decoded (a plain colour JPEG, upright).
+    if pixels is None:
+        arr, (full_w, full_h) = _decode(data)
+    else:
+        arr, full_w, full_h = pixels, pixels.shape[1], pixels.shape[0]
     ah, aw = arr.shape[:2]
-    if not looks_like_scene(arr):
+    # Components are found on a sampled grid, then every box is refined on the full decoded
+    # image around it: the sampling costs speed, not accuracy.
+    step = _grid_step(arr)
+    sampled = np.ascontiguousarray(arr[::step, ::step, :3])
+    coarse = _classify(sampled)
+    if sampled.size == 0 or not _scene_like(sampled, coarse):
         grid = arr[:: max(1, max(ah, aw) // _SCENE_GRID), :: max(1, max(ah, aw) // _SCENE_GRID)]
         m = grid.reshape(-1, 3).mean(axis=0) if grid.size else np.zeros(3)
         return Sight((full_w, full_h), (), (int(m[0]), int(m[1]), int(m[2])), scene=False)
     sx, sy = full_w / aw, full_h / ah
-    # Components are found on a sampled grid, then every box is refined on the full decoded
-    # image around it: the sampling costs speed, not accuracy. A shape spans >= 4 % of the
-    # short side and same-coloured shapes are >= 3 % apart, so with a step under that gap a
-    # shape is one 8-connected group of samples and two shapes never touch.
-    step = max(1, min(max(ah, aw) // _COARSE_LONG, int(_MAX_STEP_FRACTION * min(ah, aw))))
-    sampled = np.ascontiguousarray(arr[::step, ::step])
-    coarse = _classify(sampled)
     found: list[Seen] = []
     boxes: dict[int, list[tuple[int, int, int, int]]] = {}
     comps = _labelled_components(coarse, diagonal=step > 1)
