@@ -15,16 +15,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import glob
+import itertools
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from ..batchrecord import BatchRecord, RecordError, read_records
 from ..errors import ConfigError
+from ..runtime.pipeline import as_completed
 
 if TYPE_CHECKING:
     from ..model import VlModel
@@ -137,17 +139,48 @@ async def _ask(model: VlModel, path: Path, task: Task) -> BatchRecord:
 
 
 def _pending(
-    paths: Iterable[Path], done: Mapping[str, BatchRecord], retry_failed: bool
+    paths: Iterable[Path], done: Mapping[str, bool], retry_failed: bool, stats: BatchStats
 ) -> Iterator[Path]:
+    """The paths still to do; counts the ones found (unless known) and skipped in ``stats``."""
+    count = not isinstance(paths, Sized)
     for path in paths:
-        previous = done.get(str(path))
-        if previous is None or (retry_failed and not previous.ok):
+        if count:
+            stats.found += 1
+        ok = done.get(str(path))
+        if ok is None or (retry_failed and not ok):
             yield path
+        else:
+            stats.skipped += 1
+
+
+async def _listed(paths: Iterator[Path]) -> AsyncIterator[Path]:
+    # Paths already in memory: filtered right here, no worker-thread hop per item.
+    for path in paths:
+        yield path
+
+
+def _done_status(out_path: Path) -> dict[str, bool]:
+    """Image -> answered, from the latest line of each image in the results file (the records
+    themselves are not kept: resuming 50,000 images holds 50,000 paths, not their answers)."""
+    status: dict[str, bool] = {}
+    if not out_path.exists():
+        return status
+    with out_path.open("r", encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                record = BatchRecord.from_json(line)
+            except (ValueError, TypeError, IndexError):
+                continue  # a line cut short by a crash: that image is done again
+            status[record.image] = record.ok
+    return status
 
 
 async def run_batch(
     model: VlModel,
-    paths: Sequence[Path],
+    paths: Iterable[Path],
     task: Task,
     out_path: Path,
     *,
@@ -160,47 +193,63 @@ async def run_batch(
 ) -> BatchStats:
     """Ask ``task`` of every image in ``paths`` not yet in ``out_path``; append one JSON line each.
 
-    At most ``concurrency`` images are loaded or in flight at once. Setting ``stop`` ends the
-    run: no new image starts, the ones in flight are cancelled (a re-run does them), and the
-    file keeps every line already written. ``limit`` caps how many images this run processes.
+    ``paths`` may be a list or any iterable (a generator walking a directory): it is streamed
+    through :func:`vlgate.runtime.pipeline.as_completed`, so at most ``concurrency`` images are
+    loaded or in flight at once and memory does not grow with the batch. Each line is written
+    as its image finishes. Setting ``stop`` ends the run: no new image starts, the ones in
+    flight are cancelled (a re-run does them), and the file keeps every line already written.
+    ``limit`` caps how many images this run processes.
     """
     if concurrency < 1:
         raise ConfigError("concurrency must be at least 1")
-    stats = BatchStats(found=len(paths))
-    done = read_records(out_path)
-    todo = list(_pending(paths, done, retry_failed))
-    stats.skipped = stats.found - len(todo)
-    if limit is not None and limit < len(todo):
-        todo = todo[:limit]
-        stats.limited = True
+    sized = isinstance(paths, Sized)
+    stats = BatchStats(found=len(paths) if isinstance(paths, Sized) else 0)
+    done = _done_status(out_path)
+    if sized:
+        # A list: skip counts known up front (the progress bar starts from them).
+        stats.skipped = sum(
+            1 for p in paths if (ok := done.get(str(p))) is not None and (ok or not retry_failed)
+        )
+        todo_count = stats.found - stats.skipped
+        stats.limited = limit is not None and limit < todo_count
+        counter = BatchStats()  # _pending's own counts, already known
+        todo: Iterator[Path] = _pending(paths, done, retry_failed, counter)
+    else:
+        todo = _pending(paths, done, retry_failed, stats)
+    if limit is not None:
+        todo = itertools.islice(todo, limit)
     if on_start is not None:
         on_start(stats)
     stop = stop or asyncio.Event()
-    queue = iter(todo)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     _end_with_newline(out_path)
 
+    async def one(path: Path) -> BatchRecord:
+        started = time.perf_counter()
+        try:
+            record = await _ask(model, path, task)
+        except Exception as exc:  # every item failure is data, not a crash
+            record = BatchRecord(
+                image=str(path),
+                task=task.kind,
+                prompt=task.prompt,
+                error=RecordError.from_exception(exc),
+            )
+        record.latency = round(time.perf_counter() - started, 4)
+        return record
+
+    def window() -> int:
+        return max(1, min(concurrency, model.concurrency))
+
+    source: Iterable[Path] | AsyncIterator[Path] = _listed(todo) if sized else todo
     with out_path.open("ab", buffering=0) as fh:
         lines = _Lines(fh)
-
-        async def worker() -> None:
-            while not stop.is_set():
-                path = next(queue, None)
-                if path is None:
-                    return
-                started = time.perf_counter()
-                try:
-                    record = await _ask(model, path, task)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # every item failure is data, not a crash
-                    record = BatchRecord(
-                        image=str(path),
-                        task=task.kind,
-                        prompt=task.prompt,
-                        error=RecordError.from_exception(exc),
-                    )
-                record.latency = round(time.perf_counter() - started, 4)
+        results = as_completed(source, one, window=window, stop=stop)
+        try:
+            async for _, result in results:
+                # one() turns every failure into a record (return_exceptions is off).
+                assert isinstance(result, BatchRecord)
+                record = result
                 try:
                     lines.write(record)
                 except Exception as exc:  # the line could not be written: the item failed
@@ -219,26 +268,12 @@ async def run_batch(
                         on_result(record, stats)
                     except Exception as exc:  # a display failure must not stop the batch
                         stats.errors[f"on_result: {type(exc).__name__}"] += 1
-
-        workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(todo)))]
-        stopper = asyncio.create_task(stop.wait())
-        try:
-            if workers:
-                everything: asyncio.Future[Any] = asyncio.gather(*workers)
-                waiting: set[asyncio.Future[Any]] = {everything, stopper}
-                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                if stop.is_set() and not everything.done():
-                    stats.interrupted = True
-                    everything.cancel()
-                outcome = (await asyncio.gather(everything, return_exceptions=True))[0]
-                if isinstance(outcome, Exception):
-                    raise outcome  # a bug in the engine ends the run loudly, never silently
         finally:
-            stopper.cancel()
-            for w in workers:
-                w.cancel()
+            await results.aclose()
             stats.elapsed = time.perf_counter() - stats.started
-    if stop.is_set() and stats.remaining > 0:
+    if not sized and limit is not None and stats.processed >= limit:
+        stats.limited = True
+    if stop.is_set() and (stats.remaining > 0 or not sized):
         stats.interrupted = True
     return stats
 
