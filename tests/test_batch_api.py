@@ -266,6 +266,76 @@ def test_emulator_rejects_a_bad_input_file_with_line_errors(emulator: Emulator) 
     }
 
 
+def test_a_line_the_live_endpoint_rejects_is_an_error_line(emulator: Emulator) -> None:
+    """A hand-made input file: one good line, one whose image is not base64, one with no
+    messages. The job completes; the two bad lines are 400s in the error file."""
+    model = make(emulator)
+    api = model._primary.provider.batch_api()
+    assert api is not None
+    from vlgate.image import Image
+    from vlgate.planning import build_request
+
+    engine = model._primary
+    request = build_request(
+        engine.route, engine.config, [engine.encode(Image.load(scenes(1)[0]))], "Describe.", {}
+    )
+    body = json.loads(api.encode("x", request).data)["body"]
+    bad_image = json.loads(json.dumps(body))
+    bad_image["messages"][0]["content"][0]["image_url"]["url"] = "data:image/png;base64,@@@"
+    lines = [
+        {"custom_id": "i0-300x200-300x200", "body": body},
+        {"custom_id": "i1-300x200-300x200", "body": bad_image},
+        {"custom_id": "i2-300x200-300x200", "body": {"model": "gpt-4o"}},
+    ]
+    from vlgate.batches import BatchJob, _Ref
+    from vlgate.providers._batch import BatchLine
+    from vlgate.runtime.loop import run_sync
+
+    encoded = [
+        BatchLine(
+            x["custom_id"],
+            json.dumps({**x, "method": "POST", "url": "/v1/chat/completions"}).encode(),
+        )
+        for x in lines
+    ]
+    job_id = run_sync(api.submit(encoded, display_name="hand made"))
+    job = BatchJob(model, _Ref("openai", "gpt-4o", (job_id,), "query", None, 3))
+    status = job.wait(poll_interval=0.01, timeout=30)
+    assert (status.state, status.completed, status.failed) == ("completed", 1, 2)
+    first, second, third = job.results()
+    assert isinstance(first, vlgate.Answer)
+    assert isinstance(second, vlgate.ProviderError) and second.status == 400
+    assert "base64" in str(second)
+    assert isinstance(third, vlgate.ProviderError) and "messages" in str(third)
+    statuses = [r.status for r in line_requests(emulator)]
+    assert statuses == [200, 400, 400]
+
+
+def test_emulator_lists_jobs_and_caps_uploads(emulator: Emulator) -> None:
+    model = make(emulator)
+    first = model.submit_batch(scenes(1), "Describe.")
+    second = model.submit_batch(scenes(1), "Describe.")
+    import urllib.request
+
+    req = urllib.request.Request(
+        emulator.openai_base + "/batches?limit=1", headers={"Authorization": f"Bearer {KEY}"}
+    )
+    with urllib.request.urlopen(req) as resp:
+        page = json.loads(resp.read())
+    assert page["has_more"] is True and len(page["data"]) == 1
+    assert page["data"][0]["id"] in (first.provider_ids[0], second.provider_ids[0])
+    emulator.batches.max_file_bytes = 1000
+    with pytest.raises(vlgate.ProviderError, match="File is too large") as info:
+        model.submit_batch(scenes(1), "Describe.")
+    assert info.value.status == 400
+    bad = urllib.request.Request(
+        emulator.openai_base + "/batches", headers={"Authorization": "Bearer x"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as denied:
+        urllib.request.urlopen(bad)
+    assert denied.value.code == 401
+
+
 def test_custom_ids_carry_the_facts_resume_needs() -> None:
     facts = ItemFacts(49_999, (99_999, 1), (2048, 1))
     assert CUSTOM_ID.fullmatch(facts.custom_id)

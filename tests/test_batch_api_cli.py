@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -151,3 +153,34 @@ def test_provider_batch_refuses_live_only_flags(tmp_path: Path, emulator: Emulat
     )
     assert result.exit_code == 2 and "--provider-batch" in result.output
     assert emulator.requests == []
+
+
+def test_ctrl_c_while_waiting_leaves_the_job_to_a_rerun(tmp_path: Path, emulator: Emulator) -> None:
+    paths = write_scenes(tmp_path / "imgs", 3)
+    out = tmp_path / "out.jsonl"
+    emulator.batches.auto = False  # the job never ends while the first run waits
+    env = {**os.environ, "OPENAI_API_KEY": KEY, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "vlgate"]
+    cmd += args(emulator, tmp_path / "imgs", out, "--wait", "--poll-interval", "0.05")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 60
+    while not state_path(out).exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    time.sleep(0.3)  # a few polls
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, (stdout, stderr)
+    assert "keeps running at the provider" in stderr and "Traceback" not in stderr
+    assert not out.exists()
+    # The same command picks the job up: one upload in all, every image written.
+    emulator.batches.auto = True
+    again = CliRunner().invoke(
+        app,
+        args(emulator, tmp_path / "imgs", out, "--wait", "--poll-interval", "0.01"),
+        env={"OPENAI_API_KEY": KEY},
+    )
+    assert again.exit_code == 0, again.output
+    assert "resuming" in again.output
+    assert emulator.batches.uploads == 1
+    assert set(read_records(out)) == {str(p) for p in paths}
