@@ -26,6 +26,7 @@ FIELDS = {
     "detections",
     "points",
     "image_size",
+    "dropped",
     "model",
     "usage",
     "attempts",
@@ -53,6 +54,7 @@ FIELDS = {
             "mug",
             detections=[{"label": "mug", "xyxy": [1, 2, 3, 4]}],
             image_size=(640, 480),
+            dropped=2,
             usage=Usage(5, 1, image_tokens=3, cost=0.01),
         ),
         BatchRecord("c.png", "json", "count", json={"count": 3}),
@@ -70,6 +72,9 @@ def test_older_lines_without_every_key_still_read() -> None:
         '{"image": "x.png", "task": "query", "answer": "hi", "error": null}'
     )
     assert rec.answer == "hi" and rec.ok and rec.usage is None and rec.detections is None
+    # A detect line written before `dropped` existed: unknown (None), not "nothing dropped".
+    old = BatchRecord.from_json('{"image": "y.png", "task": "detect", "detections": []}')
+    assert old.dropped is None and old.detections == []
     with pytest.raises(ValueError):
         BatchRecord.from_json('{"task": "query"}')
 
@@ -90,18 +95,23 @@ def test_engine_writes_one_shape_per_task_with_usage_from_the_wire(
     img.write_bytes(make_scene(3, size=(160, 120), n_shapes=2).to_png_bytes())
     model = vlgate.create("openai/qwen2.5-vl-7b", api_key=KEY, api_base=emulator.openai_base)
     lines: list[dict[str, object]] = []
-    for kind in ("query", "detect"):
+    schema = {"type": "object", "properties": {"count": {"type": "integer"}}}
+    for kind in ("query", "detect", "json"):
         out = tmp_path / f"{kind}.jsonl"
-        asyncio.run(run_batch(model, [img], Task(kind, "shapes"), out))  # type: ignore[arg-type]
+        task = Task(kind, "shapes", schema if kind == "json" else None)  # type: ignore[arg-type]
+        asyncio.run(run_batch(model, [img], task, out))
         lines.append(json.loads(out.read_text()))
-    assert [set(line) for line in lines] == [FIELDS, FIELDS]
-    query, detect = lines
-    assert query["answer"] and query["detections"] is None
+    assert [set(line) for line in lines] == [FIELDS, FIELDS, FIELDS]
+    query, detect, as_json = lines
+    assert query["answer"] and query["detections"] is None and query["dropped"] is None
     assert detect["answer"] is None and isinstance(detect["detections"], list)
     assert detect["image_size"] == [160, 120]
-    # Grounding lines carry the answer's usage and attempts, as query lines do.
+    # Two shapes: each is a box, or (the emulator's noise cut the answer inside it) dropped.
+    assert len(detect["detections"]) + detect["dropped"] == 2  # type: ignore[arg-type,operator]
+    assert as_json["json"] == {"count": 2} and as_json["dropped"] is None
+    # Grounding and JSON lines carry the answer's model, usage and attempts, as query lines do.
     sent = [r for r in emulator.requests if r.status == 200]
-    assert len(sent) == 2
+    assert len(sent) == 3
     for line in lines:
-        assert line["attempts"] == 1
+        assert line["attempts"] == 1 and line["model"] == "qwen2.5-vl-7b"
         assert line["usage"]["input_tokens"] > 0  # type: ignore[index]

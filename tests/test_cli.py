@@ -186,6 +186,35 @@ def test_detect_plain_lines(
     assert all(len(line.split("\t")[1].split(", ")) == 4 for line in lines)
 
 
+def test_detect_says_when_part_of_the_answer_was_unreadable(
+    runner: CliRunner, emulator: Emulator, scene_file: tuple[Path, object]
+) -> None:
+    path, _ = scene_file
+    good = '{"bbox_2d": [10, 10, 90, 90], "label": "a"}'
+    emulator.say(
+        "qwen2.5-vl-7b",
+        [
+            f'[{good}, {{"bbox_2d": [1, 2, 3]}}, {{"label": "b"}}]',
+            f'[{good}, {{"bbox_2d": [1, 2, 3], "label": "c"}}]',
+            '[{"bbox_2d": [1, 2, 3], "label": "c"}]',
+            "[]",
+        ],
+    )
+    args = ["detect", str(path), "shapes", *_emu_args(emulator)]
+    human = runner.invoke(app, args, env=_env())
+    assert human.exit_code == 0, human.output
+    assert len(human.stdout.strip().splitlines()) == 1  # the one readable box
+    assert human.stderr.strip() == "1 object, 2 unreadable entries dropped"
+    as_json = json.loads(runner.invoke(app, [*args, "--json"], env=_env()).stdout)
+    assert (len(as_json["detections"]), as_json["dropped"]) == (1, 1)
+    assert set(as_json) == set(RECORD_SCHEMA["required"])
+    unread = runner.invoke(app, args, env=_env())
+    assert unread.stdout == "" and unread.stderr.strip() == "0 found: 1 unreadable entry dropped"
+    nothing = runner.invoke(app, args, env=_env())
+    assert nothing.stderr.strip() == f"0 found: no 'shapes' in {path}"
+    assert len(emulator.requests) == 4
+
+
 def test_point_json_and_html(
     runner: CliRunner, emulator: Emulator, scene_file: tuple[Path, object], tmp_path: Path
 ) -> None:

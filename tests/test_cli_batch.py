@@ -175,8 +175,57 @@ def test_batch_json_schema(tmp_path: Path, emulator: Emulator) -> None:
     args = batch_args(emulator, folder, out, "--schema", str(schema))
     result = CliRunner().invoke(app, args, env={"OPENAI_API_KEY": KEY})
     assert result.exit_code == 0, result.output
-    for rec in read_lines(out):
+    recs = read_lines(out)
+    for rec in recs:
         assert rec["json"] == {"count": truth[str(rec["image"])]}, rec
+        # The answer's metadata, as a query line has it (issue 20): from the wire.
+        assert rec["model"] == "qwen2.5-vl-7b" and rec["attempts"] == 1, rec
+        assert rec["usage"]["input_tokens"] > 0 and rec["usage"]["output_tokens"] > 0, rec
+    assert len(emulator.requests) == len(recs) == 3
+
+
+def test_batch_json_schema_repair_turn_counts_both_requests(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    folder = tmp_path / "imgs"
+    write_scenes(folder, 1)
+    schema = tmp_path / "count.json"
+    schema.write_text(json.dumps({"type": "object", "properties": {"count": {"type": "integer"}}}))
+    clean, repaired = tmp_path / "clean.jsonl", tmp_path / "repaired.jsonl"
+    args = batch_args(emulator, folder, clean, "--schema", str(schema))
+    assert CliRunner().invoke(app, args, env={"OPENAI_API_KEY": KEY}).exit_code == 0
+    emulator.say("qwen2.5-vl-7b", ["Sorry, I cannot count."])  # unusable: one repair turn
+    args = batch_args(emulator, folder, repaired, "--schema", str(schema))
+    assert CliRunner().invoke(app, args, env={"OPENAI_API_KEY": KEY}).exit_code == 0
+    [one], [two] = read_lines(clean), read_lines(repaired)
+    assert len(emulator.requests) == 3 and one["json"] == two["json"]
+    assert (one["attempts"], two["attempts"]) == (1, 2)
+    # Both requests' tokens: the repair turn resends the image and adds the first answer.
+    assert two["usage"]["input_tokens"] > 2 * one["usage"]["input_tokens"]
+    assert two["usage"]["output_tokens"] > one["usage"]["output_tokens"]
+
+
+def test_batch_detect_lines_and_summary_count_dropped_entries(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    folder = tmp_path / "imgs"
+    write_scenes(folder, 2)
+    out = tmp_path / "d.jsonl"
+    # The first image's answer has one readable box and two unreadable entries.
+    emulator.say(
+        "qwen2.5-vl-7b",
+        ['[{"bbox_2d": [10, 10, 90, 90], "label": "a"}, {"bbox_2d": [1, 2, 3]}, {"label": "b"}]'],
+    )
+    args = ["batch", str(folder), "--detect", "shape", "-c", "1", "-o", str(out)]
+    args += ["-m", MODEL, "--api-base", emulator.openai_base]
+    result = CliRunner().invoke(app, args, env={"OPENAI_API_KEY": KEY})
+    assert result.exit_code == 0, result.output
+    recs = sorted(read_lines(out), key=lambda r: str(r["image"]))
+    assert (len(recs[0]["detections"]), recs[0]["dropped"]) == (1, 2)
+    assert recs[1]["dropped"] == 0 and len(recs[1]["detections"]) > 0
+    assert "2 unreadable entries dropped in 1 image(s)" in result.stdout
+    as_json = CliRunner().invoke(app, [*args, "--json"], env={"OPENAI_API_KEY": KEY})
+    assert json.loads(as_json.stdout)["dropped"] == 2
 
 
 def test_batch_usage_errors_exit_2(tmp_path: Path) -> None:

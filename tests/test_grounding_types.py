@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from vlgate.grounding import Detection, Detections, Point, Points
+from vlgate.grounding import Detection, Detections, Point, Points, parse_detections, parse_points
 
 HAS_SV = importlib.util.find_spec("supervision") is not None
 
@@ -86,6 +86,17 @@ def test_to_json_round_trips(dets: Detections) -> None:
         "convention": "x",
     }
     assert dets.to_dict()["items"][1]["raw"] is None
+    assert data["dropped"] == 0
+
+
+def test_to_dict_says_how_many_entries_were_unreadable() -> None:
+    dets = parse_detections(
+        '[{"bbox_2d": [1, 2, 30, 40], "label": "a"}, {"bbox_2d": [1, 2, 3]}]', "qwen3-vl", (64, 48)
+    )
+    assert (len(dets), dets.to_dict()["dropped"]) == (1, 1)
+    assert json.loads(dets.to_json())["dropped"] == 1
+    pts = parse_points('<point x="10" alt="a">a</point>', "molmo", (64, 48))
+    assert pts.to_dict() == {"image_size": [64, 48], "items": [], "dropped": 1}
 
 
 def test_points() -> None:

@@ -107,11 +107,12 @@ def test_detect_rows_match_ground_truth(local_ray: None, tmp_path: Path, model: 
             api_base=emu.url + "/v1",
             num_actors=1,
         ).take_all()
-    found = total = 0
+    found = total = dropped = 0
     for r in rows:
         scene = scenes[r["n"]][1]
         assert r["error"] is None
         total += len(scene.shapes)
+        dropped += r["dropped"]
         # Every box is right, in original pixels; the emulator (like real models) sometimes
         # truncates its answer before the last object, so recall is checked over the job.
         for d in r["detections"]:
@@ -119,6 +120,29 @@ def test_detect_rows_match_ground_truth(local_ray: None, tmp_path: Path, model: 
             assert _iou(shape.box, (d["x1"], d["y1"], d["x2"], d["y2"])) > 0.9
             found += 1
     assert found >= 0.9 * total
+    # The objects a truncated answer was cut off in are counted, not silently lost.
+    assert found + dropped == total
+
+
+def test_json_rows_carry_usage_and_attempts(local_ray: None, tmp_path: Path) -> None:
+    scenes = _scenes(tmp_path, 4, size=(320, 240))
+    schema = {"type": "object", "properties": {"count": {"type": "integer"}}}
+    with Emulator(api_key=KEY) as emu:
+        rows = vray.query_dataset(
+            _dataset(scenes),
+            "openai/gpt-4o-mini",
+            "Count the shapes.",
+            task="json",
+            schema=schema,
+            api_key=KEY,
+            api_base=emu.url + "/v1",
+            num_actors=1,
+        ).take_all()
+        assert len(emu.requests) == 4
+    for r in rows:
+        assert json.loads(r["json"]) == {"count": len(scenes[r["n"]][1].shapes)}
+        assert r["attempts"] == 1 and r["input_tokens"] > 0 and r["output_tokens"] > 0
+        assert r["cost"] is not None and r["cost"] > 0
 
 
 def test_point_and_bytes_column(local_ray: None, tmp_path: Path) -> None:
@@ -379,6 +403,8 @@ def test_cli_batch_on_ray_writes_the_same_records_and_resumes(
     for path, scene in scenes:
         rec = records[path]
         assert rec.ok and rec.task == "detect" and rec.image_size == scene.size
+        kept = len(rec.detections or [])
+        assert rec.dropped is not None and kept + rec.dropped == len(scene.shapes)
         for d in rec.detections or []:
             shape = next(s for s in scene.shapes if s.label == d["label"])
             assert _iou(shape.box, tuple(d["xyxy"])) > 0.9

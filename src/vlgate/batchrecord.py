@@ -9,7 +9,7 @@ Example:
     >>> BatchRecord.from_json(rec.to_json()) == rec
     True
     >>> sorted(json.loads(rec.to_json()))[:4]
-    ['answer', 'attempts', 'detections', 'error']
+    ['answer', 'attempts', 'detections', 'dropped']
 """
 
 from __future__ import annotations
@@ -77,7 +77,9 @@ class RecordError:
 class BatchRecord:
     """One image's result. ``task`` is ``query``, ``detect``, ``point`` or ``json``; the field
     of that task (``answer``, ``detections``, ``points``, ``json``) holds the result, the
-    others stay ``None``. A failed item has ``error`` set and no result."""
+    others stay ``None``. A failed item has ``error`` set and no result. ``dropped`` (detect
+    and point) counts entries of the answer that could not be read: ``0`` with no detections
+    means the model found nothing; more means part of its answer was unreadable."""
 
     image: str
     task: str
@@ -87,6 +89,7 @@ class BatchRecord:
     detections: list[dict[str, Any]] | None = None
     points: list[dict[str, Any]] | None = None
     image_size: tuple[int, int] | None = None
+    dropped: int | None = None
     model: str | None = None
     usage: Usage | None = None
     attempts: int | None = None
@@ -114,6 +117,7 @@ class BatchRecord:
             "detections": self.detections,
             "points": self.points,
             "image_size": list(self.image_size) if self.image_size is not None else None,
+            "dropped": self.dropped,
             "model": self.model,
             "usage": usage_to_dict(self.usage),
             "attempts": self.attempts,
@@ -141,6 +145,8 @@ class BatchRecord:
         values: dict[str, Any] = {k: data.get(k) for k in known}
         size = values["image_size"]
         values["image_size"] = (int(size[0]), int(size[1])) if size else None
+        dropped = values["dropped"]
+        values["dropped"] = int(dropped) if isinstance(dropped, int | float) else None
         values["usage"] = usage_from_dict(values["usage"])
         err = values["error"]
         values["error"] = (

@@ -567,18 +567,32 @@ class VlModel:
             >>> model.query_json("room.jpg", "Count the people.", Count)  # doctest: +SKIP
             Count(people=3)
         """
+        value, _ = await self._query_json(image, prompt, schema, kwargs)
+        return value
+
+    async def _query_json(
+        self,
+        image: ImageInput,
+        prompt: str,
+        schema: type[BaseModel] | dict[str, Any] | None,
+        kwargs: dict[str, Any],
+    ) -> tuple[Any, Answer]:
+        """:meth:`aquery_json`'s value and the answer it came from: with a repair turn, one
+        :class:`Answer` of the final text whose usage, attempts and latency cover both turns
+        (what a batch record or a Ray row reports for the item)."""
         ask = JsonAsk.of(prompt, schema)
         model_cls, schema_dict, full_prompt = ask.model_cls, ask.schema, ask.prompt
         img = await self._load(image)
 
-        async def op(engine: Engine) -> Any:
+        async def op(engine: Engine) -> tuple[Any, Answer]:
             options = ask.options(engine)
             encoded = [await engine.aencode(img, kwargs)]
             answer = await self._loop.send(engine, encoded, full_prompt, kwargs, **options)
             try:
-                return await _off_loop_if_large(
+                value = await _off_loop_if_large(
                     answer, _validate_json, answer, model_cls, schema_dict
                 )
+                return value, answer
             except ResponseError as first:
                 log.debug("JSON answer unusable (%s); asking once more", first)
                 repair = (
@@ -589,9 +603,10 @@ class VlModel:
                 fixed = await self._loop.send(
                     engine, encoded, full_prompt, kwargs, history=history, **options
                 )
-                return await _off_loop_if_large(
+                value = await _off_loop_if_large(
                     fixed, _validate_json, fixed, model_cls, schema_dict
                 )
+                return value, _both_turns(answer, fixed)
 
         return await self._run(op, "json")
 
@@ -860,6 +875,21 @@ def _check_prompts(prompts: Sequence[str]) -> list[str]:
 def _schema_name(name: str) -> str:
     cleaned = "".join(c if c.isalnum() or c in "_-" else "_" for c in name)[:64]
     return cleaned or "answer"
+
+
+def _both_turns(first: Answer, repair: Answer) -> Answer:
+    """The repaired answer, accounted as the two requests it took."""
+    return Answer(
+        str(repair),
+        usage=first.usage + repair.usage,
+        model=repair.model,
+        attempts=first.attempts + repair.attempts,
+        latency=first.latency + repair.latency,
+        finish_reason=repair.finish_reason,
+        dropped_params=repair.dropped_params,
+        cached=first.cached and repair.cached,
+        dropped_reasons=repair.dropped_reasons,
+    )
 
 
 def _validate_json(

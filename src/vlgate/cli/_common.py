@@ -310,6 +310,18 @@ def json_safe(text: str) -> str:
     return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
+def dropped_note(dropped: int) -> str:
+    """``"2 unreadable entries dropped"`` (empty for 0): what a grounding result could not read.
+
+    Example:
+        >>> dropped_note(1)
+        '1 unreadable entry dropped'
+    """
+    if not dropped:
+        return ""
+    return f"{dropped} unreadable entr{'y' if dropped == 1 else 'ies'} dropped"
+
+
 def print_json(data: Any) -> None:
     """JSON on stdout, one document."""
     typer.echo(json_safe(json.dumps(data, ensure_ascii=False, indent=2, default=str)))

@@ -14,6 +14,7 @@ from ._common import (
     JsonFlag,
     ModelFlags,
     build_model,
+    dropped_note,
     echo,
     errors_to_exit,
     model_flags,
@@ -155,6 +156,7 @@ def _grounding_out(
         detections=items if task == "detect" else None,
         points=items if task == "point" else None,
         image_size=found.image_size,
+        dropped=found.dropped,
         model=getattr(found.answer, "model", None),
         usage=found.usage,
         attempts=found.attempts,
@@ -171,8 +173,13 @@ def _grounding_out(
     if as_json:
         print_json(record.to_dict())
         return
+    unread = dropped_note(found.dropped)
     if not items:
-        echo(f"0 found: no {target!r} in {_title(image)}", err=True)
+        why = f"{unread}" if unread else f"no {target!r} in {_title(image)}"
+        echo(f"0 found: {why}", err=True)
+    elif unread:
+        noun = "point" if task == "point" else "object"
+        echo(f"{len(items)} {noun}{'s' if len(items) != 1 else ''}, {unread}", err=True)
     for it in items:
         coords = it.get("xyxy") or it.get("xy") or []
         score = f"  {it['score']:.2f}" if it.get("score") is not None else ""

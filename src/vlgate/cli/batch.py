@@ -27,6 +27,7 @@ from ._common import (
     TimeoutOpt,
     build_model,
     console,
+    dropped_note,
     echo,
     errors_to_exit,
     fail,
@@ -447,6 +448,7 @@ def _summary_data(
         "ok": state.ok,
         "failed": state.failed,
         "errors": dict(state.errors.most_common()),
+        "dropped": state.dropped,
         "processed": stats.processed,
         "skipped": stats.skipped,
         "remaining": stats.remaining,
@@ -472,7 +474,12 @@ def _print_summary(
     errors = ", ".join(f"{k}: {v}" for k, v in state.errors.most_common())
     lines = [
         f"batch: {state.total} of {stats.found} image(s) done, {state.ok} ok, {state.failed} failed"
-        + (f" ({errors})" if errors else ""),
+        + (f" ({errors})" if errors else "")
+        + (
+            f"; {dropped_note(state.dropped)} in {state.dropped_images} image(s)"
+            if state.dropped
+            else ""
+        ),
         f"this run: {stats.processed} processed in {stats.elapsed:.1f} s "
         f"({stats.rate:.1f} images/s), {stats.skipped} skipped (already in {output.name})",
     ]

@@ -40,6 +40,8 @@ def _record(row: dict[str, Any], task: Task, model: str) -> BatchRecord:
         record.points = [
             {"label": p["label"], "xy": [p["x"], p["y"]]} for p in row.get("points") or []
         ]
+    if row.get("dropped") is not None:
+        record.dropped = int(row["dropped"])
     size = row.get("image_size")
     if size is not None and len(size) == 2:
         record.image_size = (int(size[0]), int(size[1]))

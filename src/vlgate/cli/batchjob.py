@@ -119,7 +119,10 @@ async def _ask(model: VlModel, path: Path, task: Task) -> BatchRecord:
         record.attempts = answer.attempts
         return record
     if task.kind == "json":
-        record.json = await model.aquery_json(path, task.prompt, task.schema)
+        record.json, answer = await model._query_json(path, task.prompt, task.schema, {})
+        record.model = answer.model
+        record.usage = answer.usage
+        record.attempts = answer.attempts
         return record
     found = await (
         model.adetect(path, task.prompt)
@@ -132,6 +135,7 @@ async def _ask(model: VlModel, path: Path, task: Task) -> BatchRecord:
     else:
         record.points = plain["items"]
     record.image_size = found.image_size
+    record.dropped = found.dropped
     record.usage = found.usage
     record.attempts = found.attempts
     record.model = getattr(found.answer, "model", None)
@@ -331,6 +335,10 @@ class Summary:
     errors: Counter[str]
     input_tokens: int
     output_tokens: int
+    dropped: int = 0
+    """Unreadable entries dropped from detect/point answers, over all records."""
+    dropped_images: int = 0
+    """Records with at least one dropped entry."""
 
 
 def summarize(out_path: Path, paths: Sequence[Path] | None = None) -> Summary:
@@ -346,12 +354,24 @@ def summarize(out_path: Path, paths: Sequence[Path] | None = None) -> Summary:
         wanted = {str(p) for p in paths}
         records = {k: v for k, v in records.items() if k in wanted}
     errors: Counter[str] = Counter()
-    tokens_in = tokens_out = 0
+    tokens_in = tokens_out = dropped = dropped_images = 0
     for rec in records.values():
         if rec.error is not None:
             errors[rec.error.type] += 1
+        if rec.dropped:
+            dropped += rec.dropped
+            dropped_images += 1
         if rec.usage is not None:
             tokens_in += rec.usage.input_tokens
             tokens_out += rec.usage.output_tokens
     failed = sum(errors.values())
-    return Summary(len(records), len(records) - failed, failed, errors, tokens_in, tokens_out)
+    return Summary(
+        len(records),
+        len(records) - failed,
+        failed,
+        errors,
+        tokens_in,
+        tokens_out,
+        dropped,
+        dropped_images,
+    )

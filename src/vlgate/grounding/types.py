@@ -136,7 +136,8 @@ class _Results(Sequence[T], Generic[T]):
         return [item.label for item in self._items]
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data: ``{"image_size": [w, h], "items": [...]}``."""
+        """Plain data: ``{"image_size": [w, h], "items": [...], "dropped": n}`` (``dropped``:
+        entries of the answer that could not be read, see :attr:`dropped`)."""
         items = []
         for item in self._items:
             d = asdict(item)
@@ -145,7 +146,7 @@ class _Results(Sequence[T], Generic[T]):
                     d[key] = list(d[key])
             items.append(d)
         size = list(self.image_size) if self.image_size else None
-        return {"image_size": size, "items": items}
+        return {"image_size": size, "items": items, "dropped": self.dropped}
 
     def to_json(self, **kwargs: Any) -> str:
         """:meth:`to_dict` as a JSON string (``kwargs`` go to ``json.dumps``)."""

@@ -190,9 +190,8 @@ class _Asker:
                 answer = await m.acaption(image, **kw)
                 out["answer"] = str(answer)
             elif self._task == "json":
-                data = await m.aquery_json(image, self._prompt or "", schema=self._schema, **kw)
+                data, answer = await m._query_json(image, self._prompt or "", self._schema, kw)
                 out["json"] = json.dumps(data, ensure_ascii=False)
-                answer = None  # parsed JSON carries no usage record
             elif self._task == "detect":
                 dets = await m.adetect(image, self._prompt or "", **kw)
                 out["detections"] = [
@@ -206,6 +205,7 @@ class _Asker:
                     for d in dets
                 ]
                 out["image_size"] = list(dets.image_size) if dets.image_size else None
+                out["dropped"] = dets.dropped
                 answer = dets.answer
             else:
                 pts = await m.apoint(image, self._prompt or "", **kw)
@@ -213,6 +213,7 @@ class _Asker:
                     {"label": p.label, "x": float(p.xy[0]), "y": float(p.xy[1])} for p in pts
                 ]
                 out["image_size"] = list(pts.image_size) if pts.image_size else None
+                out["dropped"] = pts.dropped
                 answer = pts.answer
             if answer is not None:
                 out["attempts"] = answer.attempts
@@ -229,6 +230,7 @@ class _Asker:
         out.setdefault(_RESULT_COLUMN[self._task], None)
         if self._task in ("detect", "point"):
             out.setdefault("image_size", None)
+            out.setdefault("dropped", None)
         return out
 
     async def __call__(self, batch: pd.DataFrame) -> AsyncIterator[pd.DataFrame]:
@@ -236,7 +238,7 @@ class _Asker:
         out = batch.copy()
         names = [_RESULT_COLUMN[self._task], *OUTPUT_COLUMNS]
         if self._task in ("detect", "point"):
-            names.append("image_size")
+            names += ["image_size", "dropped"]
         for name in names:
             out[name] = [r[name] for r in results]
         # Image bytes and arrays stay out of the output (paths and URLs are kept as the input).
@@ -379,7 +381,8 @@ def query_dataset(
     Returns:
         The output Dataset: input columns (image bytes/arrays dropped) plus the result column
         (``answer``, ``json``, ``detections`` ``[{label, x1, y1, x2, y2}]`` or ``points``
-        ``[{label, x, y}]``, in original pixels, with ``image_size`` ``[w, h]``), ``error``,
+        ``[{label, x, y}]``, in original pixels, with ``image_size`` ``[w, h]`` and ``dropped``,
+        the count of unreadable entries in the answer), ``error``,
         ``error_type``, ``attempts``,
         ``input_tokens``, ``output_tokens``, ``cost``. With ``write_to`` the job has run and
         this is :func:`read_results` of the directory.
