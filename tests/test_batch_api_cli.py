@@ -132,7 +132,7 @@ def test_detect_records_in_original_pixels_and_failed_items(
     first = records[str(folder / "s0.jpg")]
     assert first.image_size == (2400, 1800)
     truth = [sh.box for sh in scenes[0].shapes if sh.label == target]
-    assert len(first.detections or []) == len(truth)
+    assert len(first.detections or []) == len(truth) and first.dropped == 0
     for det in first.detections or []:
         assert any(all(abs(det["xyxy"][k] - box[k]) <= 12 for k in range(4)) for box in truth)
     failed = records[str(folder / "s1.jpg")]

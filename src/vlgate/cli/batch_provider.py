@@ -115,6 +115,7 @@ def _record(path: Path, task: Task, answer: Any, result: Any) -> BatchRecord:
         else:
             record.points = plain["items"]
         record.image_size = result.image_size
+        record.dropped = result.dropped
     if not isinstance(answer, VlgateError):
         record.model = answer.model
         record.usage = answer.usage
