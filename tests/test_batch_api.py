@@ -66,6 +66,8 @@ def test_fifty_images_each_result_matched_to_its_image_at_batch_price(emulator: 
     assert usage.requests == 50 and usage.input_tokens > 0
     live = cost_of(model.route, usage)
     assert live is not None and usage.cost == pytest.approx(live * 0.5)
+    assert usage.discount == 0.5
+    assert model.query(scenes(1)[0], "Describe.").usage.discount is None  # a live answer
 
 
 def test_query_answers_in_input_order_with_usage(emulator: Emulator) -> None:
@@ -86,6 +88,7 @@ def test_query_answers_in_input_order_with_usage(emulator: Emulator) -> None:
         assert isinstance(answer, vlgate.Answer)
         assert answer == said[(300 + i, 200 + i)]
         assert answer.usage.cost is not None and answer.usage.requests == 1
+        assert answer.usage.discount == 0.5
     assert all(r.body["temperature"] == 0 for r in line_requests(emulator))
 
 

@@ -23,7 +23,7 @@ Results (``BatchJob.results()``), in input order, one per image: an :class:`~vlg
 class), :class:`~vlgate.Detections` (``"detect"``) or :class:`~vlgate.Points` (``"point"``); a
 failed item is its :class:`~vlgate.VlgateError`, never a crashed job. Usage is the provider's
 token counts and ``usage.cost`` is the **batch price**: the live price
-(``tokens.cost_of``) times the API's ``discount`` (0.5). There is no JSON repair turn in a
+(``tokens.cost_of``) times the API's ``discount`` (0.5), which ``usage.discount`` records. There is no JSON repair turn in a
 batch: an answer that is not the JSON asked for is a :class:`~vlgate.ResponseError` item.
 Only the primary model is used (no fallbacks) and nothing is cached.
 """
@@ -381,9 +381,11 @@ class BatchJob:
             usage.image_tokens = planning.size_plan(engine.route, engine.config).count(facts.seen)
         if usage.image_tokens is not None and usage.input_tokens:
             usage.image_tokens = min(usage.image_tokens, usage.input_tokens)
+        discount = self._api.spec.discount
         if usage.cost is None:
             live = cost_of(engine.route, usage)
-            usage.cost = None if live is None else live * self._api.spec.discount
+            usage.cost = None if live is None else live * discount
+        usage.discount = discount
         self._usage = self._usage + usage
         answer = Answer(
             outcome.text,

@@ -49,7 +49,7 @@ def job_key(paths: Sequence[Path], task: Task, model: str) -> str:
 
     Example:
         >>> job_key([Path("a.jpg")], Task("query", "Door?"), "openai/gpt-4o")[:12]
-        'b6a5fc3d5b4c'
+        '93031f25e64e'
     """
     data = {
         "images": [str(p) for p in paths],

@@ -66,13 +66,19 @@ class ChatRequest:
 
 @dataclass
 class Usage:
-    """Token usage of one answer (or a running total). ``cost`` is in US dollars when known."""
+    """Token usage of one answer (or a running total). ``cost`` is in US dollars when known.
+
+    ``discount`` is the price factor ``cost`` was computed with: ``0.5`` for an answer from a
+    provider Batch API (``VlModel.submit_batch``: the list price times the batch discount);
+    ``None`` for the list price (or a total mixing both).
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
     image_tokens: int | None = None
     cost: float | None = None
     requests: int = 0
+    discount: float | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -95,7 +101,17 @@ class Usage:
             images,
             cost,
             self.requests + other.requests,
+            _discount(self, other),
         )
+
+
+def _discount(a: Usage, b: Usage) -> float | None:
+    """The price factor of a sum: an empty side takes the other's; a mix is ``None``."""
+    if not (a.requests or a.total_tokens):
+        return b.discount
+    if not (b.requests or b.total_tokens):
+        return a.discount
+    return a.discount if a.discount == b.discount else None
 
 
 @dataclass
