@@ -23,8 +23,9 @@ Results (``BatchJob.results()``), in input order, one per image: an :class:`~vlg
 class), :class:`~vlgate.Detections` (``"detect"``) or :class:`~vlgate.Points` (``"point"``); a
 failed item is its :class:`~vlgate.VlgateError`, never a crashed job. Usage is the provider's
 token counts and ``usage.cost`` is the **batch price**: the live price
-(``tokens.cost_of``) times the API's ``discount`` (0.5), which ``usage.discount`` records. There is no JSON repair turn in a
-batch: an answer that is not the JSON asked for is a :class:`~vlgate.ResponseError` item.
+(``tokens.cost_of``) times the API's ``discount`` (0.5), which ``usage.discount`` records.
+There is no JSON repair turn in a batch: an answer that is not the JSON asked for is a
+:class:`~vlgate.ResponseError` item.
 Only the primary model is used (no fallbacks) and nothing is cached.
 """
 
