@@ -215,6 +215,23 @@ def test_bad_input_raises_before_anything_is_sent(emulator: Emulator) -> None:
     assert emulator.requests == []
 
 
+@pytest.mark.parametrize(
+    ("model", "options"),
+    [
+        ("litellm/openai/gpt-4o", {"api_key": KEY}),
+        ("litellm_proxy/vision", {"api_key": KEY, "family": "gpt", "service": "openai"}),
+        ("vllm/Qwen/Qwen2.5-VL-7B-Instruct", {}),
+    ],
+)
+def test_routes_without_a_batch_api_say_which_have_one(
+    emulator: Emulator, model: str, options: dict[str, Any]
+) -> None:
+    vl = vlgate.create(model, api_base=emulator.openai_base, **options)
+    with pytest.raises(vlgate.ConfigError, match=r"openai/, anthropic/ and gemini/"):
+        vl.submit_batch(scenes(1), "Describe.")
+    assert emulator.requests == []
+
+
 def test_emulator_rejects_a_bad_input_file_with_line_errors(emulator: Emulator) -> None:
     import urllib.request
 
@@ -347,3 +364,20 @@ def test_custom_ids_carry_the_facts_resume_needs() -> None:
     parts = [BatchStatus("completed", 2, 2), BatchStatus("failed", 3, 0, 0, errors=("line 1: x",))]
     both = combine(parts)
     assert (both.state, both.total, both.errors) == ("failed", 5, ("line 1: x",))
+
+
+async def test_async_twins_on_the_callers_loop(emulator: Emulator) -> None:
+    model = make(emulator)
+    emulator.batches.lines_per_step = 1
+    job = await model.asubmit_batch(scenes(3), "How big?", task="json", schema=Size)
+    polled: list[int] = []
+    status = await job.wait_async(
+        poll_interval=0.01, on_progress=lambda s: polled.append(s.completed)
+    )
+    assert status.done and polled[-1] == 3 and 1 in polled
+    answers = await job.aanswers()
+    assert all(isinstance(a, vlgate.Answer) and a.usage.discount == 0.5 for a in answers)
+    assert [r.width for r in await job.aresults()] == [300, 301, 302]
+    assert (await job.astatus()).state == "completed"
+    assert (await job.acancel()).state == "completed"  # nothing left to cancel
+    await model.astop()

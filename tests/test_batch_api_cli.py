@@ -184,3 +184,30 @@ def test_ctrl_c_while_waiting_leaves_the_job_to_a_rerun(tmp_path: Path, emulator
     assert "resuming" in again.output
     assert emulator.batches.uploads == 1
     assert set(read_records(out)) == {str(p) for p in paths}
+
+
+def test_schema_task_writes_json_records(tmp_path: Path, emulator: Emulator) -> None:
+    paths = write_scenes(tmp_path / "imgs", 4)
+    schema = tmp_path / "size.schema.json"
+    schema.write_text(
+        json.dumps(
+            {
+                "type": "object",
+                "properties": {"width": {"type": "integer"}, "height": {"type": "integer"}},
+                "required": ["width", "height"],
+            }
+        )
+    )
+    out = tmp_path / "sizes.jsonl"
+    cli = ["batch", str(tmp_path / "imgs"), "How big is it?", "--schema", str(schema)]
+    cli += ["-o", str(out), "-m", "openai/gpt-4o", "--api-base", emulator.openai_base]
+    cli += ["--provider-batch", "--wait", "--poll-interval", "0.01"]
+    result = CliRunner().invoke(app, cli, env={"OPENAI_API_KEY": KEY})
+    assert result.exit_code == 0, result.output
+    records = read_records(out)
+    for i, path in enumerate(paths):
+        rec = records[str(path)]
+        assert rec.task == "json" and rec.json == {"width": 300 + i, "height": 200 + i}
+        assert rec.usage is not None and rec.usage.cost is not None
+    lines = [r for r in emulator.requests if r.batch]
+    assert all(r.body["response_format"]["type"] == "json_schema" for r in lines)

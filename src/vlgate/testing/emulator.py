@@ -93,9 +93,10 @@ __all__ = ["Emulator", "serve"]
 
 ROUTE_PLUGINS: tuple[str, ...] = ("batches",)
 """Modules of this package that add endpoints to every emulator (the batch APIs): each has
-``install(emu: Emulator, app: web.Application) -> None``, called once per start, after the chat
-routes. It may keep its state on ``emu`` (``emu.batches``) and answer a request exactly as the
-live endpoint would with :meth:`Emulator.answer_offline`."""
+``install(emu: Emulator, app: web.Application) -> None``, called once per start, before the chat
+routes (so a plug-in's more specific paths win over their patterns). It may keep its state on
+``emu`` (``emu.batches``) and answer a request exactly as the live endpoint would with
+:meth:`Emulator.answer_offline`."""
 
 _MAX_BODY = 80 * 1024 * 1024
 _ANTHROPIC_MAX_REQUEST = 32 * 1024 * 1024  # platform.claude.com: 32 MB per Messages request
@@ -368,6 +369,11 @@ class Emulator:
     # --- routing -----------------------------------------------------------------------------
 
     def _routes(self, app: web.Application) -> None:
+        # Plug-ins first: aiohttp takes the first route that matches, and a plug-in's paths
+        # can be more specific than a live route's pattern (``models/{m}:batchGenerateContent``
+        # against Gemini's ``models/{target}``).
+        for name in ROUTE_PLUGINS:
+            importlib.import_module(f"{__package__}.{name}").install(self, app)
         r = app.router
         r.add_post("/v1/chat/completions", self._h_openai)
         r.add_post("/chat/completions", self._h_openai)
@@ -382,8 +388,6 @@ class Emulator:
             r.add_post(prefix + "/models/{target}", self._h_gemini)
         r.add_post("/moondream/v1/{skill}", self._h_moondream)
         r.add_get("/health", self._h_health)
-        for name in ROUTE_PLUGINS:
-            importlib.import_module(f"{__package__}.{name}").install(self, app)
 
     async def _h_health(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
