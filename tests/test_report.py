@@ -152,3 +152,6 @@ def test_item_from_batch_record_and_write(tmp_path: Path) -> None:
     page = out.read_text(encoding="utf-8")
     assert re.search(r'<rect class="box" x="1.0" y="2.0" width="29.0" height="38.0"', page)
     assert "120 in / 7 out" in page
+    partly = item_from_record({**record, "detections": [], "dropped": 2})
+    assert partly.meta["dropped"] == "2 unreadable"
+    assert "dropped 2 unreadable" in render_report([partly])

@@ -85,6 +85,9 @@ def item_from_record(record: BatchRecord | Mapping[str, Any]) -> ReportItem:
         meta["attempts"] = str(rec.attempts)
     if rec.latency is not None:
         meta["latency"] = f"{float(rec.latency):.2f} s"
+    if rec.dropped:
+        # Part of the answer could not be read: "0 found" alone would say "nothing there".
+        meta["dropped"] = f"{rec.dropped} unreadable"
     error = {"type": rec.error.type, "message": rec.error.message} if rec.error else None
     return ReportItem(
         image=rec.image,
