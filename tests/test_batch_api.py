@@ -381,3 +381,29 @@ async def test_async_twins_on_the_callers_loop(emulator: Emulator) -> None:
     assert (await job.astatus()).state == "completed"
     assert (await job.acancel()).state == "completed"  # nothing left to cancel
     await model.astop()
+
+
+def test_a_part_that_cannot_be_submitted_cancels_the_parts_before_it(emulator: Emulator) -> None:
+    model = make(emulator)
+    small = make_scene(1, size=(300, 200)).to_jpeg_bytes()
+    big = make_scene(2, size=(1500, 1000)).to_jpeg_bytes()  # a far longer line
+    emulator.batches.max_file_bytes = len(small) * 2  # the first part fits, the second not
+    with pytest.raises(vlgate.ProviderError, match="File is too large"):
+        model.submit_batch([small, big], "Describe.", max_requests=1)
+    (job,) = emulator.batches.jobs.values()
+    assert job.state == "cancelling"  # the part already running was cancelled, not left to bill
+    assert [r.path for r in emulator.requests if r.method == "POST"] == [
+        "/v1/files",
+        "/v1/batches",
+        "/v1/files",
+        f"/v1/batches/{job.id}/cancel",
+    ]
+
+
+def test_resume_a_providers_own_job_id_with_the_task(emulator: Emulator) -> None:
+    model = make(emulator)
+    job = model.submit_batch(scenes(3), "How big?", task="json", schema=Size)
+    (provider_id,) = job.provider_ids
+    again = vlgate.BatchJob.resume(provider_id, make(emulator), task="json", schema=Size)
+    again.wait(poll_interval=0.01, timeout=30)
+    assert [(r.width, r.height) for r in again.results()] == [(300, 200), (301, 201), (302, 202)]

@@ -201,9 +201,10 @@ def test_schema_task_writes_json_records(tmp_path: Path, emulator: Emulator) -> 
     out = tmp_path / "sizes.jsonl"
     cli = ["batch", str(tmp_path / "imgs"), "How big is it?", "--schema", str(schema)]
     cli += ["-o", str(out), "-m", "openai/gpt-4o", "--api-base", emulator.openai_base]
-    cli += ["--provider-batch", "--wait", "--poll-interval", "0.01"]
+    cli += ["--provider-batch", "--wait", "--poll-interval", "0.01", "--html", "r.html"]
     result = CliRunner().invoke(app, cli, env={"OPENAI_API_KEY": KEY})
     assert result.exit_code == 0, result.output
+    assert Path("r.html").read_text().count("<img") >= 4
     records = read_records(out)
     for i, path in enumerate(paths):
         rec = records[str(path)]

@@ -340,7 +340,7 @@ def batch(
         if provider_batch:
             given = [
                 name
-                for name, v in (("--ray", ray_address), ("--limit", limit), ("--html", html))
+                for name, v in (("--ray", ray_address), ("--limit", limit))
                 if v is not None
             ] + (["--retry-failed"] if retry_failed else [])
             if given:
@@ -372,6 +372,8 @@ def batch(
                 quiet=quiet,
                 as_json=as_json,
             )
+            if html is not None and output.exists():
+                _report(output, html, paths, subtitle=f"{vl.config.model} (provider batch)")
             raise typer.Exit(code)
         if wait:
             raise ConfigError("--wait is for --provider-batch")
