@@ -339,9 +339,7 @@ def batch(
         task = _task(prompt, detect, point, schema)
         if provider_batch:
             given = [
-                name
-                for name, v in (("--ray", ray_address), ("--limit", limit))
-                if v is not None
+                name for name, v in (("--ray", ray_address), ("--limit", limit)) if v is not None
             ] + (["--retry-failed"] if retry_failed else [])
             if given:
                 raise ConfigError(f"--provider-batch does not take {', '.join(given)}")
