@@ -137,6 +137,12 @@ def test_detect_records_in_original_pixels_and_failed_items(
         assert any(all(abs(det["xyxy"][k] - box[k]) <= 12 for k in range(4)) for box in truth)
     failed = records[str(folder / "s1.jpg")]
     assert failed.error is not None and failed.error.type == "ProviderError"
+    # --retry-failed: a new job for the failed image only.
+    again = CliRunner().invoke(app, [*cli, "--retry-failed"], env={"OPENAI_API_KEY": KEY})
+    assert again.exit_code == 0, again.output
+    assert emulator.batches.uploads == 2
+    assert len([r for r in emulator.requests if r.batch]) == 4
+    assert read_records(out)[str(folder / "s1.jpg")].ok
 
 
 def test_provider_batch_refuses_live_only_flags(tmp_path: Path, emulator: Emulator) -> None:

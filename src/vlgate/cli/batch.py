@@ -340,7 +340,7 @@ def batch(
         if provider_batch:
             given = [
                 name for name, v in (("--ray", ray_address), ("--limit", limit)) if v is not None
-            ] + (["--retry-failed"] if retry_failed else [])
+            ]
             if given:
                 raise ConfigError(f"--provider-batch does not take {', '.join(given)}")
         paths = find_images(source)
@@ -369,6 +369,7 @@ def batch(
                 progress=progress,
                 quiet=quiet,
                 as_json=as_json,
+                retry_failed=retry_failed,
             )
             if html is not None and output.exists():
                 _report(output, html, paths, subtitle=f"{vl.config.model} (provider batch)")

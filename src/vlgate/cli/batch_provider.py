@@ -131,19 +131,21 @@ async def run_provider_batch(
     *,
     wait: bool,
     poll_interval: float,
+    retry_failed: bool = False,
     on_submitted: Callable[[str, bool, int], None] | None = None,
     on_status: Callable[[BatchStatus], None] | None = None,
 ) -> ProviderBatchOutcome:
     """Submit (or resume) the job for the images of ``paths`` not yet in ``output``; with
     ``wait`` poll until it ends, then append their records to ``output``.
 
-    A job that has already ended is collected without ``wait``. ``on_submitted(job_id,
+    A job that has already ended is collected without ``wait``. ``retry_failed``: images whose
+    latest line is an error count as not done (a new job asks them again). ``on_submitted(job_id,
     resumed, images)`` is called once the job is known, ``on_status`` with each status.
     """
     from ..batches import BatchJob
 
     done = read_records(output)
-    todo = [p for p in paths if str(p) not in done]
+    todo = [p for p in paths if str(p) not in done or (retry_failed and not done[str(p)].ok)]
     sfile = state_path(output)
     outcome = ProviderBatchOutcome(None, False, None, len(todo), state_file=sfile)
     if not todo:
@@ -214,6 +216,7 @@ def run(
     *,
     wait: bool,
     poll_interval: float,
+    retry_failed: bool = False,
     on_submitted: Callable[[str, bool, int], None] | None = None,
     on_status: Callable[[BatchStatus], None] | None = None,
 ) -> ProviderBatchOutcome:
@@ -228,6 +231,7 @@ def run(
                 output,
                 wait=wait,
                 poll_interval=poll_interval,
+                retry_failed=retry_failed,
                 on_submitted=on_submitted,
                 on_status=on_status,
             )
@@ -314,6 +318,7 @@ def command(
     progress: bool | None,
     quiet: bool,
     as_json: bool,
+    retry_failed: bool = False,
 ) -> int:
     """``vlgate batch --provider-batch``: run, print the job id and the summary; the exit code."""
     from ._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, echo, print_json
@@ -332,6 +337,7 @@ def command(
             output,
             wait=wait,
             poll_interval=poll_interval,
+            retry_failed=retry_failed,
             on_submitted=submitted,
             on_status=bar,
         )
