@@ -407,3 +407,28 @@ def test_resume_a_providers_own_job_id_with_the_task(emulator: Emulator) -> None
     again = vlgate.BatchJob.resume(provider_id, make(emulator), task="json", schema=Size)
     again.wait(poll_interval=0.01, timeout=30)
     assert [(r.width, r.height) for r in again.results()] == [(300, 200), (301, 201), (302, 202)]
+
+
+def test_the_openai_sdk_reads_the_emulators_batch_objects(emulator: Emulator) -> None:
+    """The emulator's files and batches parse as the openai SDK's own types (strict enough to
+    catch a missing field or a wrong literal), and vlgate's lines run there unchanged."""
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=emulator.openai_base, api_key=KEY, max_retries=0)
+    model = make(emulator)
+    job = model.submit_batch(scenes(2), "How big?", task="json", schema=Size)
+    (provider_id,) = job.provider_ids
+    batch = client.batches.retrieve(provider_id)
+    assert batch.status == "in_progress" and batch.completion_window == "24h"
+    assert batch.endpoint == "/v1/chat/completions" and batch.request_counts.total == 2
+    emulator.batches.finish(provider_id)
+    batch = client.batches.retrieve(provider_id)
+    assert batch.status == "completed" and batch.output_file_id and batch.error_file_id is None
+    assert client.files.retrieve(batch.input_file_id).purpose == "batch"
+    lines = client.files.content(batch.output_file_id).text.splitlines()
+    outputs = [json.loads(line) for line in lines]
+    assert sorted(o["custom_id"] for o in outputs) == ["i0-300x200-300x200", "i1-301x201-301x201"]
+    assert all(o["response"]["status_code"] == 200 and o["error"] is None for o in outputs)
+    listed = client.batches.list(limit=5)
+    assert [b.id for b in listed.data] == [provider_id]
+    cancelled = model.submit_batch(scenes(1), "Describe.")
+    assert client.batches.cancel(cancelled.provider_ids[0]).status == "cancelling"
