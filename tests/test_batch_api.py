@@ -61,6 +61,11 @@ def test_fifty_images_each_result_matched_to_its_image_at_batch_price(emulator: 
     assert sorted(r.images[0].size for r in lines) == [(300 + i, 200 + i) for i in range(50)]
     assert all(r.images[0].declared_mime == r.images[0].actual_mime == "image/jpeg" for r in lines)
     assert all(r.body["response_format"]["type"] == "json_schema" for r in lines)
+    # The output file is not in input order (as real services): matching is by custom_id.
+    (pid,) = job.provider_ids
+    out_file = emulator.batches.files[emulator.batches.jobs[pid].output_file_id]
+    order = [json.loads(line)["custom_id"] for line in out_file.data.splitlines()]
+    assert order != sorted(order, key=lambda c: int(c[1:].split("-")[0]))
     # Cost: the provider's token counts at half the live price.
     usage = job.usage
     assert usage.requests == 50 and usage.input_tokens > 0
@@ -432,3 +437,26 @@ def test_the_openai_sdk_reads_the_emulators_batch_objects(emulator: Emulator) ->
     assert [b.id for b in listed.data] == [provider_id]
     cancelled = model.submit_batch(scenes(1), "Describe.")
     assert client.batches.cancel(cancelled.provider_ids[0]).status == "cancelling"
+
+
+def test_resume_in_a_new_process(emulator: Emulator) -> None:
+    import subprocess
+    import sys
+
+    job = make(emulator).submit_batch(scenes(4), "How big?", task="json", schema=Size)
+    script = (
+        "import json, sys, vlgate\n"
+        "model = vlgate.create('openai/gpt-4o', api_key=sys.argv[2], api_base=sys.argv[3])\n"
+        "job = vlgate.BatchJob.resume(sys.argv[1], model)\n"
+        "job.wait(poll_interval=0.01, timeout=60)\n"
+        "print(json.dumps([[r['width'], r['height']] for r in job.results()]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, job.id, KEY, emulator.openai_base],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert json.loads(done.stdout) == [[300 + i, 200 + i] for i in range(4)]
+    assert emulator.batches.uploads == 1
