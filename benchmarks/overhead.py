@@ -9,15 +9,20 @@ Honest by construction:
   simplejpeg, base64, build the protocol's JSON body, serialise, POST, parse the answer);
 * the baseline of each route is a raw aiohttp POST of that route's own wire body (OpenAI,
   Anthropic Messages, Gemini generateContent); raw httpx is shown for the OpenAI body;
-* blocks of all clients are interleaved round by round, so drift on a shared machine hits all
-  alike; the median over rounds is printed with the min-max spread, at concurrency 1 and 16.
+* blocks of all clients are interleaved round by round, in a fresh random order each round (so
+  no client always runs right after another), each block starting from a collected heap (so
+  one client's garbage is not collected on another's time); drift on a shared machine hits all
+  alike;
+* the ratio is paired: each round divides a client's block by its baseline's block of the same
+  round, and the median of those per-round ratios is printed with their min-max spread, next to
+  the median CPU ms [min-max], at concurrency 1 and 16.
 
 Rows ``vlgate <route>/`` are the whole ``aquery(frame)`` (image load and encode in vlgate's worker
 pool, planning, token estimate, retry layer, the wire). Rows ``... wire path only`` encode the
 frame in the loop like the baselines and call the route's provider directly: what the provider
 and the shared HTTP client cost over a raw POST.
 
-    python benchmarks/overhead.py [--rounds 7] [--block 40] [--size 320x240] [--no-litellm]
+    python benchmarks/overhead.py [--rounds 15] [--block 32] [--size 320x240] [--no-litellm]
 """
 
 from __future__ import annotations
@@ -25,8 +30,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import gc
 import json
 import os
+import random
 import statistics
 import sys
 import time
@@ -119,24 +126,31 @@ async def measure(
 
     for call in clients.values():  # warm up: connections, lazy imports, caches
         await run_block(call)
+    order = random.Random(concurrency)
+    names = list(clients)
     for _ in range(rounds):
-        for name, call in clients.items():
+        order.shuffle(names)
+        for name in names:
+            gc.collect()
             t = time.process_time()
-            await run_block(call)
+            await run_block(clients[name])
             samples[name].append((time.process_time() - t) * 1000 / block)
     return samples
 
 
 def report(samples: dict[str, list[float]], baselines: dict[str, str], concurrency: int) -> None:
     print(f"\nconcurrency {concurrency}: client CPU ms per request, median [min-max] over rounds")
-    print(f"  {'client':40s} {'CPU ms':>8s} {'spread':>15s}  ratio to raw aiohttp (same body)")
+    print(
+        f"  {'client':40s} {'CPU ms':>8s} {'spread':>15s}  ratio to raw aiohttp (same body), "
+        "median [min-max] of per-round ratios"
+    )
     for name, s in samples.items():
         med = statistics.median(s)
         base = baselines.get(name)
         ratio = ""
         if base is not None and base != name:
-            b = statistics.median(samples[base])
-            ratio = f"{med / b:5.2f}x  ({base})"
+            r = [a / b for a, b in zip(s, samples[base], strict=True)]
+            ratio = f"{statistics.median(r):5.2f}x [{min(r):4.2f}-{max(r):4.2f}]  ({base})"
         print(f"  {name:40s} {med:8.3f} [{min(s):6.3f}-{max(s):6.3f}]  {ratio}")
 
 
@@ -229,8 +243,8 @@ async def run(base: str, args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--block", type=int, default=40, help="requests per client per round")
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--block", type=int, default=32, help="requests per client per round")
     parser.add_argument("--size", default="320x240", help="frame size WxH")
     parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM rows")
     args = parser.parse_args()

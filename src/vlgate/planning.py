@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from . import sizing, tokens
@@ -23,7 +24,7 @@ from .config import ModelConfig
 from .errors import ConfigError
 from .image import EncodedImage, Image
 from .providers.base import ChatRequest, Message
-from .registry import Route, param_table
+from .registry import ImageLimits, Route, param_table
 from .tokens import TokenFormula
 
 __all__ = [
@@ -34,6 +35,10 @@ __all__ = [
     "size_plan",
     "target_size",
 ]
+
+
+_PIXEL_PARAM = "mm_processor_kwargs"
+"""The call parameter carrying a Qwen processor's pixel budget (vLLM)."""
 
 
 def _fit(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
@@ -69,7 +74,7 @@ def _variant(name: str | None, variant: str | None, table: Mapping[str, Any]) ->
 def _pixels(params: Mapping[str, Any], config: ModelConfig) -> sizing.Pixels | None:
     """A Qwen pixel budget the caller set: vLLM ``mm_processor_kwargs`` or a local model's
     ``processor_kwargs``; ``None`` when neither names one."""
-    for source in (params.get("mm_processor_kwargs"), config.local_options.get("processor_kwargs")):
+    for source in (params.get(_PIXEL_PARAM), config.local_options.get("processor_kwargs")):
         if isinstance(source, Mapping) and ("max_pixels" in source or "min_pixels" in source):
             lo, hi = source.get("min_pixels"), source.get("max_pixels")
             return (
@@ -77,6 +82,13 @@ def _pixels(params: Mapping[str, Any], config: ModelConfig) -> sizing.Pixels | N
                 hi if isinstance(hi, int) else None,
             )
     return None
+
+
+# The plan of a (route, config) pair without call parameters, with the parameter names that
+# would change it. Asked for twice per request (the size to send, the token estimate) and almost
+# never changed by a call's parameters. Keyed by identity; the entry holds both objects, so an
+# id is not reused while its entry lives. Both are immutable (frozen).
+_BASE_PLANS: dict[tuple[int, int], tuple[Route, ModelConfig, SizePlan, frozenset[str]]] = {}
 
 
 def size_plan(
@@ -93,6 +105,20 @@ def size_plan(
         >>> plan.resize, plan.tokens.name, plan.count((1920, 1080))
         ('openai-tile@low', 'openai-tile@low', 85)
     """
+    key = (id(route), id(config))
+    base = _BASE_PLANS.get(key)
+    if base is None or base[0] is not route or base[1] is not config:
+        table = param_table(route.service.name)
+        names = frozenset(table.variants if table is not None else ()) | {_PIXEL_PARAM}
+        if len(_BASE_PLANS) >= 256:
+            _BASE_PLANS.clear()
+        base = _BASE_PLANS[key] = (route, config, _size_plan(route, config, None), names)
+    if not params or base[3].isdisjoint(params):
+        return base[2]
+    return _size_plan(route, config, params)
+
+
+def _size_plan(route: Route, config: ModelConfig, params: Mapping[str, Any] | None) -> SizePlan:
     merged = {**config.params, **(params or {})}
     rule = route.family.resize if config.provider_resize else None
     formula = tokens.formula_for(route)
@@ -141,16 +167,23 @@ def encode_for(
     equal part of it, counted in raw bytes (base64 adds a third on the wire).
     """
     size = target_size(image.size, route, config, params)
-    limits = route.service.limits
-    if limits.max_request_bytes is not None:
-        share = limits.max_request_bytes * 3 // 4 // max(1, n_images)
-        if limits.max_bytes is None or share < limits.max_bytes:
-            limits = dataclasses.replace(limits, max_bytes=share)
+    limits = _shared_limits(route.service.limits, max(1, n_images))
     return image.encode(
         size=None if size == image.size else size,
         limits=limits,
         n_images=n_images,
     )
+
+
+@lru_cache(maxsize=64)
+def _shared_limits(limits: ImageLimits, n_images: int) -> ImageLimits:
+    """``limits`` with a per-request byte cap shared out over ``n_images`` (cached: the same few
+    pairs come back on every request, and ``dataclasses.replace`` is not cheap)."""
+    if limits.max_request_bytes is not None:
+        share = limits.max_request_bytes * 3 // 4 // n_images
+        if limits.max_bytes is None or share < limits.max_bytes:
+            return dataclasses.replace(limits, max_bytes=share)
+    return limits
 
 
 def model_input_size(

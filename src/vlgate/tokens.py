@@ -336,11 +336,13 @@ def request_tokens(
 
     ``image_tokens`` is ``None`` when the family has no known formula.
     """
-    from .config import ModelConfig
     from .planning import size_plan
 
-    cfg = config or ModelConfig(model=route.requested or route.model)
-    plan = size_plan(route, cfg, request.params)
+    if config is None:
+        from .config import ModelConfig
+
+        config = ModelConfig(model=route.requested or route.model)
+    plan = size_plan(route, config, request.params)
     images = 0
     text_chars = 0
     for msg in request.messages:

@@ -69,6 +69,7 @@ class HttpClient:
         )
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self._proxies: dict[tuple[str, str], tuple[str | None, aiohttp.BasicAuth | None]] = {}
+        self._by_url: dict[str, tuple[str | None, aiohttp.BasicAuth | None]] = {}
 
     def _new_session(self) -> aiohttp.ClientSession:
         # limit=0: vlgate's own semaphore bounds concurrency; a second cap here only queues.
@@ -80,6 +81,9 @@ class HttpClient:
     def _proxy(self, url: str) -> tuple[str | None, aiohttp.BasicAuth | None]:
         """The proxy for ``url`` from HTTP(S)_PROXY / NO_PROXY, as the openai SDK's httpx took it;
         looked up once per scheme and host."""
+        found = self._by_url.get(url)  # a provider POSTs to one or two URLs: skip the parse
+        if found is not None:
+            return found
         parts = urlsplit(url)
         key = (parts.scheme, parts.netloc)
         found = self._proxies.get(key)
@@ -90,6 +94,8 @@ class HttpClient:
             except LookupError:
                 found = (None, None)
             self._proxies[key] = found
+        if len(self._by_url) < 64:
+            self._by_url[url] = found
         return found
 
     def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:

@@ -28,8 +28,8 @@ import asyncio
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 from ..errors import ProviderError, RateLimitError
 
@@ -124,6 +124,7 @@ class Gate:
         self._limit = limit
         self.in_flight = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._slot = _Slot(self)
 
     async def acquire(self) -> None:
         if self.in_flight < self._limit.limit and not self._waiters:
@@ -156,11 +157,21 @@ class Gate:
         self._limit.record(latency, overloaded=overloaded, in_flight=self.in_flight)
         self._wake()
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    def slot(self) -> AbstractAsyncContextManager[None]:
         """Hold one slot for the body of the ``async with``."""
-        await self.acquire()
-        try:
-            yield
-        finally:
-            self.release()
+        return self._slot
+
+
+class _Slot(AbstractAsyncContextManager[None]):
+    # A plain class, not @asynccontextmanager: a generator-based one costs an async generator,
+    # its finalizer registration and a wrapper object on every request.
+    __slots__ = ("_gate",)
+
+    def __init__(self, gate: Gate) -> None:
+        self._gate = gate
+
+    async def __aenter__(self) -> None:
+        await self._gate.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._gate.release()
