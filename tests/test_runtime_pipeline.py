@@ -331,3 +331,29 @@ def test_a_bad_array_in_a_list_raises_before_anything_is_sent(emulator: Emulator
     with pytest.raises(vlgate.ImageError, match="not an image"):
         make(emulator).query_batch([good, np.zeros((4, 4, 5), np.uint8), good], "describe")
     assert emulator.requests == []
+
+
+def test_a_large_body_is_serialised_off_the_event_loop(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 1080p frame's JSON body (~0.6 MB of base64) is dumped in the worker pool; a small one
+    stays inline (a thread hop would cost more than it saves)."""
+    from vlgate.providers import _http
+
+    threads: list[str] = []
+    real = _http.dumps
+
+    def spy(body: object) -> bytes:  # observes, then serialises exactly as before
+        threads.append(threading.current_thread().name)
+        return real(body)
+
+    monkeypatch.setattr(_http, "dumps", spy)
+    rng = np.random.default_rng(0)
+    big = rng.integers(0, 256, (1080, 1920, 3), np.uint8)
+    model = make(emulator)
+    model.query(big, "describe")
+    model.query(png_bytes(), "describe")
+    assert threads[0].startswith("vlgate-cpu") and not threads[1].startswith("vlgate-cpu")
+    sent = [r.images[0] for r in emulator.requests]
+    assert sent[0].size == (1365, 768) and sent[0].actual_mime == "image/jpeg"
+    assert sent[1].size == (64, 48)
