@@ -191,8 +191,9 @@ def _probe_plain_jpeg(data: bytes, key: str) -> ImageInfo | None:
         return None
     try:
         h, w, colorspace, _ = _simplejpeg.decode_jpeg_header(data)
-        if colorspace != "YCbCr" or w < 1 or h < 1:
-            return None
+        cap = Image.MAX_IMAGE_PIXELS
+        if colorspace != "YCbCr" or w < 1 or h < 1 or (cap is not None and w * h > cap):
+            return None  # (a bomb is for Pillow to refuse, as before)
         if max(w, h) <= FULL_DECODE_LONG:
             _keep_pixels(key, _simplejpeg.decode_jpeg(data, colorspace="RGB"))
         else:
