@@ -460,3 +460,29 @@ def test_resume_in_a_new_process(emulator: Emulator) -> None:
     )
     assert json.loads(done.stdout) == [[300 + i, 200 + i] for i in range(4)]
     assert emulator.batches.uploads == 1
+
+
+def test_a_generator_is_submitted_job_by_job_as_it_is_read(emulator: Emulator) -> None:
+    """Each job is uploaded once full: memory holds one job, not the whole batch."""
+    model = make(emulator)
+    images = scenes(24)
+    uploads_seen: list[int] = []
+
+    def frames():  # type: ignore[no-untyped-def]
+        for data in images:
+            uploads_seen.append(emulator.batches.uploads)
+            yield data
+
+    job = model.submit_batch(frames(), "How big?", task="json", schema=Size, max_requests=2)
+    assert len(job.provider_ids) == 12 and len(job) == 24
+    assert uploads_seen[0] == 0 and uploads_seen[-1] > 0  # uploads began before the last read
+    job.wait(poll_interval=0.01, timeout=60)
+    assert [r.width for r in job.results()] == [300 + i for i in range(24)]
+    # A bad image late in a generator: the parts already submitted are cancelled.
+    emulator.clear()
+    late_bad = iter([*scenes(12), b"not an image"])
+    with pytest.raises(vlgate.ImageError):
+        model.submit_batch(late_bad, "Describe.", max_requests=2)
+    cancels = [r for r in emulator.requests if r.path.endswith("/cancel")]
+    posted = [r for r in emulator.requests if r.path == "/v1/batches" and r.method == "POST"]
+    assert posted and len(cancels) == len(posted)

@@ -2,11 +2,12 @@
 
 ``model.submit_batch(images, prompt, task=...)`` builds every request exactly as the live call
 would (the same loading, pre-resize, MIME sniffing, service limits, parameter table and, for
-``detect``/``point``, the family's native grounding prompt), so a bad image raises before
-anything is sent. The requests are split into as many provider jobs as the API's limits need
-(``registry.BATCH_APIS``: requests and bytes per job), submitted, and wrapped in one
-:class:`BatchJob`. The provider adapters (``providers/_batch*.py``) only speak the wire; see
-:mod:`vlgate.providers._batch` for their contract.
+``detect``/``point``, the family's native grounding prompt); a list is checked first, so a bad
+image raises before anything is sent. The requests are split into as many provider jobs as the
+API's limits need (``registry.BATCH_APIS``: requests and bytes per job), each uploaded as soon
+as it is full (memory holds one job), and wrapped in one :class:`BatchJob`. The provider
+adapters (``providers/_batch*.py``) only speak the wire; see :mod:`vlgate.providers._batch` for
+their contract.
 
 Persisted facts, so a job survives a restart (``BatchJob.resume(job_id, model)``):
 
@@ -515,6 +516,44 @@ def _batch_api(engine: Engine) -> BatchApi:
     return api
 
 
+class _Chunker:
+    """Cuts lines, in order, into jobs of at most ``max_requests`` lines and ``max_bytes``
+    bytes as uploaded (``api.job_bytes``)."""
+
+    def __init__(self, api: BatchApi, max_requests: int, max_bytes: int) -> None:
+        self._api = api
+        self._max_n = max_requests
+        self._max_b = max_bytes
+        self._empty = api.job_bytes([])
+        self._lines: list[BatchLine] = []
+        self._size = self._empty
+
+    def add(self, line: BatchLine) -> list[BatchLine] | None:
+        """Take ``line``; return the job it closed (``line`` did not fit in it), if any.
+
+        Raises:
+            ConfigError: ``line`` alone is over ``max_bytes``.
+        """
+        alone = self._api.job_bytes([line])
+        if alone > self._max_b:
+            raise ConfigError(
+                f"request {line.custom_id} alone is {alone - self._empty:,} bytes, over the "
+                f"batch limit of {self._max_b:,} bytes per job"
+            )
+        one = alone - self._empty
+        full = None
+        if self._lines and (len(self._lines) >= self._max_n or self._size + one > self._max_b):
+            full = self.flush()
+        self._lines.append(line)
+        self._size += one
+        return full
+
+    def flush(self) -> list[BatchLine] | None:
+        """The job being filled (``None`` when empty); starts a new one."""
+        lines, self._lines, self._size = self._lines, [], self._empty
+        return lines or None
+
+
 def split(
     lines: Sequence[BatchLine], api: BatchApi, max_requests: int, max_bytes: int
 ) -> list[list[BatchLine]]:
@@ -524,24 +563,10 @@ def split(
     Raises:
         ConfigError: one line alone is over ``max_bytes``.
     """
-    jobs: list[list[BatchLine]] = []
-    current: list[BatchLine] = []
-    size = api.job_bytes([])
-    for line in lines:
-        one = api.job_bytes([line]) - api.job_bytes([])
-        if api.job_bytes([line]) > max_bytes:
-            raise ConfigError(
-                f"request {line.custom_id} alone is {one:,} bytes, over the batch limit of "
-                f"{max_bytes:,} bytes per job"
-            )
-        if current and (len(current) >= max_requests or size + one > max_bytes):
-            jobs.append(current)
-            current, size = [], api.job_bytes([])
-        current.append(line)
-        size += one
-    if current:
-        jobs.append(current)
-    return jobs
+    chunker = _Chunker(api, max_requests, max_bytes)
+    jobs = [full for line in lines if (full := chunker.add(line)) is not None]
+    last = chunker.flush()
+    return [*jobs, last] if last is not None else jobs
 
 
 async def submit(
@@ -599,20 +624,41 @@ async def submit(
             raise ConfigError(f"cannot name batch item {index} ({cid!r})")
         return api.encode(cid, request)
 
-    built = await pipeline.collect(enumerate(images), line, window=_LOAD_WINDOW)
-    lines = [b for b in built if isinstance(b, BatchLine)]
-    if len(lines) != len(built):  # collect() raises the first failure; this is a bug guard
-        raise next(b for b in built if isinstance(b, BaseException))
-    if not lines:
-        raise ConfigError("no images to submit")
-    jobs = split(lines, api, limit_n, limit_b)
-    name = display_name or f"vlgate {task} {len(lines)} images"
+    if isinstance(images, Sequence):
+        await model._precheck(images)  # every image's format and size, before anything is sent
+    name = display_name or f"vlgate {task}"
+    chunker = _Chunker(api, limit_n, limit_b)
     submitted: list[str] = []
+    count = 0
+    dropped: dict[str, str] = {}
+
+    async def send(part: list[BatchLine]) -> None:
+        label = name if not submitted else f"{name} (part {len(submitted) + 1})"
+        submitted.append(await api.submit(part, display_name=label))
+
+    # Lines are built a window at a time and each job is uploaded as soon as it is full, so
+    # memory holds one job (at most the API's byte limit), not the whole batch.
+    built = pipeline.as_completed(enumerate(images), line, window=_LOAD_WINDOW)
+    waiting: dict[int, BatchLine] = {}
     try:
-        for n, part in enumerate(jobs, start=1):
-            label = name if len(jobs) == 1 else f"{name} ({n}/{len(jobs)})"
-            submitted.append(await api.submit(part, display_name=label))
+        async for index, result in built:
+            if isinstance(result, BaseException):  # as_completed raises first; a bug guard
+                raise result
+            waiting[index] = result
+            while count in waiting:
+                ready = waiting.pop(count)
+                count += 1
+                dropped = ready.dropped
+                full = chunker.add(ready)
+                if full is not None:
+                    await send(full)
+        if count == 0:
+            raise ConfigError("no images to submit")
+        last = chunker.flush()
+        if last is not None:
+            await send(last)
     except BaseException:
+        await built.aclose()
         # A half-submitted job is of no use to anyone: cancel the parts already running.
         for job_id in submitted:
             try:
@@ -626,6 +672,6 @@ async def submit(
         tuple(submitted),
         task,
         prompt if grounding is not None else None,
-        len(lines),
+        count,
     )
-    return BatchJob(model, ref, schema=schema, dropped=lines[0].dropped)
+    return BatchJob(model, ref, schema=schema, dropped=dropped)

@@ -364,8 +364,10 @@ class VlModel:
 
         ``task``: ``"query"`` (``prompt`` is the question), ``"json"`` (with ``schema``),
         ``"detect"`` or ``"point"`` (``prompt`` is the target). Each request is built exactly
-        as the live call (pre-resize, MIME sniffing, limits, parameters, grounding prompt), so
-        a bad image raises before anything is sent. ``max_requests`` / ``max_bytes`` lower the
+        as the live call (pre-resize, MIME sniffing, limits, parameters, grounding prompt); a
+        list is checked first, so a bad image raises before anything is sent. Jobs are
+        uploaded as they fill (memory holds one job); from an iterator, a bad image met later
+        cancels the parts already submitted. ``max_requests`` / ``max_bytes`` lower the
         API's limits per job (more jobs are submitted when needed; one ``BatchJob`` holds
         them). ``kwargs`` are the call's parameters (temperature, max_tokens, ...).
 
