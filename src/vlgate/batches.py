@@ -622,7 +622,8 @@ async def submit(
         cid = ItemFacts(index, img.size, seen).custom_id
         if not CUSTOM_ID.fullmatch(cid):  # sizes past 6 digits: no image gets there
             raise ConfigError(f"cannot name batch item {index} ({cid!r})")
-        return api.encode(cid, request)
+        # The body holds the base64 image: serialised in the worker pool, off the event loop.
+        return await pipeline.offload(api.encode, cid, request)
 
     if isinstance(images, Sequence):
         await model._precheck(images)  # every image's format and size, before anything is sent
