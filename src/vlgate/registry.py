@@ -596,6 +596,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
             base_url="https://api.anthropic.com",
             base_url_env=("ANTHROPIC_BASE_URL", "ANTHROPIC_API_BASE"),
             native_json_schema=True,
+            batch="anthropic",
             description="Anthropic Messages API, native (litellm/anthropic/... for the gateway)",
         ),
         ProviderSpec(
@@ -607,6 +608,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
             base_url="https://generativelanguage.googleapis.com/v1beta",
             base_url_env=("GEMINI_API_BASE",),
             native_json_schema=True,
+            batch="gemini",
             description="Gemini API generateContent, native (litellm/gemini/... for the gateway)",
         ),
         ProviderSpec(
@@ -666,6 +668,9 @@ class BatchSpec:
     """Requests per job; more are split across several jobs."""
     max_bytes: int
     """Bytes per job as uploaded (the JSONL file, or the JSON body of an inline batch)."""
+    inline_max_bytes: int | None = None
+    """Bytes up to which the requests go inline in the create call; above, the adapter uploads
+    an input file instead (``None``: the API takes one way only)."""
     discount: float = 0.5
     """Price factor of the batch price against the live price (cost = live cost x discount)."""
     description: str = ""
@@ -694,8 +699,9 @@ BATCH_APIS: dict[str, BatchSpec] = {
         BatchSpec(
             name="gemini",
             max_requests=100_000,
-            max_bytes=20 * MB,
-            description="POST models/{model}:batchGenerateContent (inline requests)",
+            max_bytes=2048 * MB,
+            inline_max_bytes=20 * MB,
+            description="POST models/{model}:batchGenerateContent (inline, or a Files API JSONL)",
         ),
     ]
 }

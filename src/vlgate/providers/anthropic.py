@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
-from ..registry import PARAMS
+from ..registry import BATCH_APIS, PARAMS
 from ._errors import error_for_status, malformed_answer
 from ._http import HttpClient
 from .base import ChatRequest, Completion, Message, Provider, Usage
@@ -38,6 +38,7 @@ from .params import place
 if TYPE_CHECKING:
     from ..config import ModelConfig
     from ..registry import Route
+    from ._batch import BatchApi
 
 __all__ = ["DEFAULT_MAX_TOKENS", "AnthropicProvider", "anthropic_schema", "messages_url"]
 
@@ -223,6 +224,11 @@ class AnthropicProvider(Provider):
         data = await self._http.post_json(
             self._url, body, timeout=request.timeout, headers=request.extra_headers or None
         )
+        return self.completion_from(data, dropped)
+
+    def completion_from(self, data: dict[str, Any], dropped: dict[str, str]) -> Completion:
+        """The :class:`Completion` in a Messages API answer (a live one, or one result of a
+        message batch); raises the vlgate error a refusal or an empty answer is."""
         content = data.get("content")
         if not isinstance(content, list):
             raise malformed_answer(
@@ -290,6 +296,16 @@ class AnthropicProvider(Provider):
             raise self._http.cut_short()
         if counts:
             yield _usage(counts, requests=0)
+
+    def batch_api(self) -> BatchApi | None:
+        """Message Batches (``providers/_batch_anthropic.py``), or ``None``
+        when the registry row names no batch API."""
+        batch = self.route.provider.batch
+        if batch is None:
+            return None
+        from ._batch_anthropic import AnthropicBatchApi
+
+        return AnthropicBatchApi(BATCH_APIS[batch], self)
 
     async def aclose(self) -> None:
         await self._http.aclose()

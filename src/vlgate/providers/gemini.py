@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .. import errors
-from ..registry import GENERATION, PARAMS
+from ..registry import BATCH_APIS, GENERATION, PARAMS
 from ._errors import error_for_status, malformed_answer
 from ._http import HttpClient
 from .base import ChatRequest, Completion, Message, Provider, Usage
@@ -40,6 +40,7 @@ from .params import place
 if TYPE_CHECKING:
     from ..config import ModelConfig
     from ..registry import Route
+    from ._batch import BatchApi
 
 __all__ = ["FILTERED_REASONS", "GeminiProvider", "gemini_base"]
 
@@ -166,6 +167,13 @@ class GeminiProvider(Provider):
         data = await self._http.post_json(
             self._url, body, timeout=request.timeout, headers=request.extra_headers or None
         )
+        return self.completion_from(data, dropped, request.model)
+
+    def completion_from(
+        self, data: dict[str, Any], dropped: dict[str, str], model: str
+    ) -> Completion:
+        """The :class:`Completion` in a ``GenerateContentResponse`` (a live answer, or one
+        result of a batch); raises the vlgate error a blocked or empty answer is."""
         candidates = data.get("candidates")
         if not candidates:
             blocked = self._blocked(data)
@@ -184,7 +192,7 @@ class GeminiProvider(Provider):
         return Completion(
             text=text,
             usage=_usage(data.get("usageMetadata")),
-            model=data.get("modelVersion") or request.model,
+            model=data.get("modelVersion") or model,
             finish_reason=_FINISH.get(str(reason), str(reason).lower() if reason else None),
             dropped_params=tuple(sorted(dropped)),
             dropped_reasons=dropped,
@@ -230,6 +238,16 @@ class GeminiProvider(Provider):
             raise self._http.cut_short()
         if isinstance(counts, dict):
             yield _usage(counts, requests=0)
+
+    def batch_api(self) -> BatchApi | None:
+        """Gemini batch mode (``providers/_batch_gemini.py``), or ``None``
+        when the registry row names no batch API."""
+        batch = self.route.provider.batch
+        if batch is None:
+            return None
+        from ._batch_gemini import GeminiBatchApi
+
+        return GeminiBatchApi(BATCH_APIS[batch], self)
 
     async def aclose(self) -> None:
         await self._http.aclose()

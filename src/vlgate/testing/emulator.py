@@ -91,7 +91,7 @@ from .wire import (
 
 __all__ = ["Emulator", "serve"]
 
-ROUTE_PLUGINS: tuple[str, ...] = ("batches",)
+ROUTE_PLUGINS: tuple[str, ...] = ("batches", "batches_native")
 """Modules of this package that add endpoints to every emulator (the batch APIs): each has
 ``install(emu: Emulator, app: web.Application) -> None``, called once per start, before the chat
 routes (so a plug-in's more specific paths win over their patterns). It may keep its state on
