@@ -47,7 +47,7 @@ from .runtime.concurrency import ConcurrencyLimit
 from .runtime.hooks import Hook
 from .runtime.limiter import RateLimiter
 from .runtime.loop import close_at_exit, iterate_sync, run_sync
-from .runtime.watch import FrameWatch, SyncFrameWatch
+from .runtime.watch import FrameWatch, blocking
 
 if TYPE_CHECKING:
     from .batches import BatchJob, BatchTask
@@ -740,34 +740,7 @@ class VlModel:
         """Sync :meth:`astream`: a blocking iterator of text deltas."""
         return iterate_sync(self.astream(image, prompt, **kwargs))  # type: ignore[no-any-return]
 
-    def watch(
-        self,
-        frames: Iterable[Any] | AsyncIterable[Any],
-        prompt: str,
-        *,
-        hz: float = 1.0,
-        max_in_flight: int = 1,
-        return_exceptions: bool = False,
-        task: str = "query",
-        **kwargs: Any,
-    ) -> SyncFrameWatch:
-        """Sync :meth:`awatch`: a blocking iterator of ``(frame_timestamp, answer)``.
-
-        Example:
-            >>> for ts, answer in model.watch(camera(), "Anyone there?", hz=1):  # doctest: +SKIP
-            ...     print(ts, answer)
-        """
-        return SyncFrameWatch(
-            self.awatch(
-                frames,
-                prompt,
-                hz=hz,
-                max_in_flight=max_in_flight,
-                return_exceptions=return_exceptions,
-                task=task,
-                **kwargs,
-            )
-        )
+    watch = blocking(awatch)
 
 
 @dataclass(frozen=True)

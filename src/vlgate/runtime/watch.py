@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import inspect
 import threading
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from numbers import Real
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias, cast
 
 from ..errors import ConfigError, VlgateError
 from .loop import iterate_sync
@@ -38,7 +39,9 @@ if TYPE_CHECKING:
 # ``task=`` -> the VlModel coroutine asked about each frame (detect/point take a target).
 _TASKS = {"query": "aquery", "caption": "acaption", "detect": "adetect", "point": "apoint"}
 
-__all__ = ["FrameWatch", "SyncFrameWatch", "WatchStats"]
+__all__ = ["FrameWatch", "SyncFrameWatch", "WatchStats", "blocking"]
+
+P = ParamSpec("P")
 
 _DONE = object()
 
@@ -142,12 +145,13 @@ class FrameWatch:
         frames: Iterable[Any] | AsyncIterable[Any],
         prompt: str,
         *,
-        hz: float = 1.0,
-        max_in_flight: int = 1,
-        return_exceptions: bool = False,
-        task: str = "query",
-        kwargs: dict[str, Any] | None = None,
+        hz: float,
+        max_in_flight: int,
+        return_exceptions: bool,
+        task: str,
+        kwargs: dict[str, Any],
     ) -> None:
+        # No defaults here: VlModel.awatch declares them, once.
         if task not in _TASKS:
             raise ConfigError(f"task must be one of {', '.join(_TASKS)}, got {task!r}")
         if task != "caption" and (not isinstance(prompt, str) or not prompt.strip()):
@@ -166,7 +170,7 @@ class FrameWatch:
         self._interval = 1.0 / float(hz)
         self._max_in_flight = max_in_flight
         self._return_exceptions = return_exceptions
-        self._kwargs = kwargs or {}
+        self._kwargs = kwargs
         self._task = task
         self.stats = WatchStats()
         self._gen: AsyncIterator[tuple[float, Result]] | None = None
@@ -308,3 +312,30 @@ class SyncFrameWatch:
         """Stop reading frames and cancel requests in flight."""
         if self._iter is not None:
             self._iter.close()  # type: ignore[attr-defined]
+
+
+def blocking(awatch: Callable[P, FrameWatch]) -> Callable[P, SyncFrameWatch]:
+    """The sync twin of ``awatch``: the same parameters, declared once, and a blocking iterator.
+
+    Example:
+        >>> class Model:  # doctest: +SKIP
+        ...     def awatch(self, frames, prompt, *, hz=1.0) -> FrameWatch: ...
+        ...     watch = blocking(awatch)
+    """
+
+    def watch(*args: P.args, **kwargs: P.kwargs) -> SyncFrameWatch:
+        """Sync :meth:`awatch`: a blocking iterator of ``(frame_timestamp, answer)``.
+
+        Example:
+            >>> for ts, answer in model.watch(camera(), "Anyone there?", hz=1):  # doctest: +SKIP
+            ...     print(ts, answer)
+        """
+        return SyncFrameWatch(awatch(*args, **kwargs))
+
+    watch.__module__ = awatch.__module__
+    watch.__qualname__ = awatch.__qualname__.rsplit(".", 1)[0] + ".watch"
+    # help() and IDEs show awatch's parameters with this return type.
+    cast(Any, watch).__signature__ = inspect.signature(awatch).replace(
+        return_annotation="SyncFrameWatch"
+    )
+    return watch
