@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from abc import abstractmethod
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -25,8 +26,13 @@ from .. import errors
 from ..runtime import pipeline
 from ..runtime.loop import PerLoop
 from ._errors import error_for_status, error_for_transport, malformed_answer
+from .base import ChatRequest, Provider
 
-__all__ = ["HttpClient", "dumps"]
+if TYPE_CHECKING:
+    from ..config import ModelConfig
+    from ..registry import Route
+
+__all__ = ["HttpClient", "HttpProvider", "dumps"]
 
 # What the transport raises for refused/reset connections, DNS failures, cut bodies and timeouts.
 log = logging.getLogger("vlgate")
@@ -337,3 +343,80 @@ class HttpClient:
         session = self._sessions.pop()
         if session is not None:
             await session.close()
+
+
+class HttpProvider(Provider):
+    """A provider that answers with JSON POSTs on its own :class:`HttpClient`.
+
+    Written once here: the client (the subclass's fixed headers, then ``extra_headers``, then
+    the key), the warm-up, the POST of a built body with the request's timeout and headers, and
+    closing. A subclass names its endpoint (:meth:`endpoint`) and how a key is sent
+    (:meth:`key_headers`), then builds bodies and reads answers.
+
+    Example:
+        >>> class Echo(HttpProvider):  # doctest: +SKIP
+        ...     def endpoint(self, base: str) -> str:
+        ...         return base.rstrip("/") + "/echo"
+        ...     async def complete(self, request):
+        ...         return Completion(text=str(await self.post({"q": 1}, request)))
+    """
+
+    fixed_headers: ClassVar[Mapping[str, str]] = {}
+    """Headers on every request, under the caller's ``extra_headers``."""
+
+    def __init__(
+        self, route: Route, config: ModelConfig, api_key: str | None, api_base: str | None
+    ) -> None:
+        super().__init__(route, config, api_key, api_base)
+        self._url = self.endpoint(api_base or route.provider.base_url or "")
+        headers = {**self.fixed_headers, **config.extra_headers}
+        if api_key:
+            headers.update(self.key_headers(api_key))
+        self._http = HttpClient(
+            provider=route.provider.name, model=route.model, headers=headers, secrets=(api_key,)
+        )
+
+    @abstractmethod
+    def endpoint(self, base: str) -> str:
+        """The URL answers are POSTed to, from the API base (``api_base`` or the registry's)."""
+
+    def key_headers(self, api_key: str) -> dict[str, str]:
+        """How the key travels: a bearer token unless the API says otherwise."""
+        return {"Authorization": f"Bearer {api_key}"}
+
+    def _where(self) -> dict[str, Any]:
+        """``provider`` and ``model``, the labels of every error this provider raises."""
+        return {"provider": self.route.provider.name, "model": self.route.model}
+
+    async def post(
+        self, body: dict[str, Any], request: ChatRequest, url: str | None = None
+    ) -> dict[str, Any]:
+        """POST ``body`` to ``url`` (default: :meth:`endpoint`) with the request's timeout and
+        extra headers; the answer's JSON object."""
+        return await self._http.post_json(
+            url or self._url, body, timeout=request.timeout, headers=request.extra_headers or None
+        )
+
+    def stream_chunk(self, data: str) -> dict[str, Any]:
+        """One streamed ``data:`` event as a JSON object; an ``{"error": {"code": N}}`` event
+        (OpenAI-compatible servers, Gemini) raises the error status ``N`` maps to."""
+        chunk = self._http.parse_event(data)
+        if not isinstance(chunk, dict):
+            raise malformed_answer("stream chunk is not a JSON object", **self._where())
+        if "error" in chunk:
+            err = chunk["error"] if isinstance(chunk["error"], dict) else {}
+            code = err.get("code")
+            raise error_for_status(
+                code if isinstance(code, int) else 500,
+                data,
+                secrets=(self._api_key,),
+                **self._where(),
+            )
+        return chunk
+
+    async def warmup(self) -> None:
+        """Open the connection to the endpoint now (``VlModel.start``; ``HttpClient.warm``)."""
+        await self._http.warm(self._url, timeout=min(self.config.timeout, 10.0))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()

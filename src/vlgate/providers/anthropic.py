@@ -25,19 +25,17 @@ event inside a 200 stream is mapped by its ``error.type``, and a ``refusal`` sto
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import errors
 from ..registry import BATCH_APIS, PARAMS
 from ._errors import error_for_status, malformed_answer
-from ._http import HttpClient
-from .base import ChatRequest, Completion, Message, Provider, Usage
+from ._http import HttpProvider
+from .base import ChatRequest, Completion, Message, Usage
 from .params import place
 
 if TYPE_CHECKING:
-    from ..config import ModelConfig
-    from ..registry import Route
     from ._batch import BatchApi
 
 __all__ = ["DEFAULT_MAX_TOKENS", "AnthropicProvider", "anthropic_schema", "messages_url"]
@@ -161,20 +159,16 @@ def _content(msg: Message) -> list[dict[str, Any]] | str:
     return blocks
 
 
-class AnthropicProvider(Provider):
+class AnthropicProvider(HttpProvider):
     """Claude through Anthropic's Messages API (or any server speaking it)."""
 
-    def __init__(
-        self, route: Route, config: ModelConfig, api_key: str | None, api_base: str | None
-    ) -> None:
-        super().__init__(route, config, api_key, api_base)
-        self._url = messages_url(api_base or route.provider.base_url or "")
-        headers = {"anthropic-version": API_VERSION, **config.extra_headers}
-        if api_key:
-            headers["x-api-key"] = api_key
-        self._http = HttpClient(
-            provider=route.provider.name, model=route.model, headers=headers, secrets=(api_key,)
-        )
+    fixed_headers: ClassVar[Mapping[str, str]] = {"anthropic-version": API_VERSION}
+
+    def endpoint(self, base: str) -> str:
+        return messages_url(base)
+
+    def key_headers(self, api_key: str) -> dict[str, str]:
+        return {"x-api-key": api_key}
 
     def body(self, request: ChatRequest) -> tuple[dict[str, Any], dict[str, str]]:
         """The Messages API body as sent, and the caller parameters dropped (with reasons)."""
@@ -215,16 +209,9 @@ class AnthropicProvider(Provider):
             model=self.route.model,
         )
 
-    async def warmup(self) -> None:
-        """Open the connection to the endpoint now (``VlModel.start``; ``HttpClient.warm``)."""
-        await self._http.warm(self._url, timeout=min(self.config.timeout, 10.0))
-
     async def complete(self, request: ChatRequest) -> Completion:
         body, dropped = self.body(request)
-        data = await self._http.post_json(
-            self._url, body, timeout=request.timeout, headers=request.extra_headers or None
-        )
-        return self.completion_from(data, dropped)
+        return self.completion_from(await self.post(body, request), dropped)
 
     def completion_from(self, data: dict[str, Any], dropped: dict[str, str]) -> Completion:
         """The :class:`Completion` in a Messages API answer (a live one, or one result of a
@@ -306,9 +293,6 @@ class AnthropicProvider(Provider):
         from ._batch_anthropic import AnthropicBatchApi
 
         return AnthropicBatchApi(BATCH_APIS[batch], self)
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
 
 def _count(counts: dict[str, Any], usage: Any) -> None:

@@ -26,20 +26,19 @@ a retried ``ProviderError``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .. import errors
 from ..registry import BATCH_APIS, GENERATION, PARAMS
-from ._errors import error_for_status, malformed_answer
-from ._http import HttpClient
-from .base import ChatRequest, Completion, Message, Provider, Usage
+from ._errors import malformed_answer
+from ._http import HttpProvider
+from .base import ChatRequest, Completion, Message, Usage
 from .params import place
 
 if TYPE_CHECKING:
-    from ..config import ModelConfig
-    from ..registry import Route
     from ._batch import BatchApi
 
 __all__ = ["FILTERED_REASONS", "GeminiProvider", "gemini_base"]
@@ -94,22 +93,18 @@ def _parts(msg: Message) -> list[dict[str, Any]]:
     return parts
 
 
-class GeminiProvider(Provider):
+class GeminiProvider(HttpProvider):
     """Gemini through the Gemini API (API key), or any server speaking generateContent."""
 
-    def __init__(
-        self, route: Route, config: ModelConfig, api_key: str | None, api_base: str | None
-    ) -> None:
-        super().__init__(route, config, api_key, api_base)
-        root = gemini_base(api_base or route.provider.base_url or "")
-        self._url = f"{root}/models/{route.model}:generateContent"
-        self._stream_url = f"{root}/models/{route.model}:streamGenerateContent?alt=sse"
-        headers = dict(config.extra_headers)
-        if api_key:
-            headers["x-goog-api-key"] = api_key
-        self._http = HttpClient(
-            provider=route.provider.name, model=route.model, headers=headers, secrets=(api_key,)
-        )
+    def endpoint(self, base: str) -> str:
+        return f"{gemini_base(base)}/models/{self.route.model}:generateContent"
+
+    def key_headers(self, api_key: str) -> dict[str, str]:
+        return {"x-goog-api-key": api_key}
+
+    @functools.cached_property
+    def _stream_url(self) -> str:
+        return self._url.removesuffix(":generateContent") + ":streamGenerateContent?alt=sse"
 
     def body(self, request: ChatRequest) -> tuple[dict[str, Any], dict[str, str]]:
         """The generateContent body as sent, and the caller parameters dropped (with reasons)."""
@@ -141,9 +136,6 @@ class GeminiProvider(Provider):
                 config["responseJsonSchema"] = request.json_schema["schema"]
         return body, dropped
 
-    def _where(self) -> dict[str, Any]:
-        return {"provider": self.route.provider.name, "model": self.route.model}
-
     def _filtered(self, reason: str, text: str, blocked: bool) -> errors.ContentFilteredError:
         what = "the prompt was blocked" if blocked else "the answer was stopped"
         return errors.ContentFilteredError(
@@ -158,16 +150,9 @@ class GeminiProvider(Provider):
         reason = feedback.get("blockReason") if isinstance(feedback, dict) else None
         return self._filtered(str(reason), "", True) if reason else None
 
-    async def warmup(self) -> None:
-        """Open the connection to the endpoint now (``VlModel.start``; ``HttpClient.warm``)."""
-        await self._http.warm(self._url, timeout=min(self.config.timeout, 10.0))
-
     async def complete(self, request: ChatRequest) -> Completion:
         body, dropped = self.body(request)
-        data = await self._http.post_json(
-            self._url, body, timeout=request.timeout, headers=request.extra_headers or None
-        )
-        return self.completion_from(data, dropped, request.model)
+        return self.completion_from(await self.post(body, request), dropped, request.model)
 
     def completion_from(
         self, data: dict[str, Any], dropped: dict[str, str], model: str
@@ -207,18 +192,7 @@ class GeminiProvider(Provider):
         async for _event, data in self._http.sse(
             self._stream_url, body, timeout=request.timeout, headers=request.extra_headers or None
         ):
-            chunk = self._http.parse_event(data)
-            if not isinstance(chunk, dict):
-                raise malformed_answer("stream chunk is not a JSON object", **self._where())
-            if "error" in chunk:
-                err = chunk["error"] if isinstance(chunk["error"], dict) else {}
-                status = err.get("code")
-                raise error_for_status(
-                    status if isinstance(status, int) else 500,
-                    data,
-                    secrets=(self._api_key,),
-                    **self._where(),
-                )
+            chunk = self.stream_chunk(data)
             blocked = self._blocked(chunk)
             if blocked is not None:
                 raise blocked
@@ -248,9 +222,6 @@ class GeminiProvider(Provider):
         from ._batch_gemini import GeminiBatchApi
 
         return GeminiBatchApi(BATCH_APIS[batch], self)
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
 
 def _text(candidate: dict[str, Any]) -> str:

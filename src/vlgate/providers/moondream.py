@@ -28,18 +28,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from .. import errors
 from ..registry import PARAMS
 from ._errors import error_message, malformed_answer
-from ._http import HttpClient
-from .base import ChatRequest, Completion, Provider, Usage
+from ._http import HttpProvider
+from .base import ChatRequest, Completion, Usage
 from .params import place
-
-if TYPE_CHECKING:
-    from ..config import ModelConfig
-    from ..registry import Route
 
 __all__ = ["MoondreamProvider"]
 
@@ -54,26 +50,15 @@ _TEXT_KEYS = frozenset({"caption"})
 _AUTH_HEADER = "X-Moondream-Auth"
 
 
-class MoondreamProvider(Provider):
+class MoondreamProvider(HttpProvider):
     """Moondream cloud or Moondream Station through its skill endpoints."""
 
-    def __init__(
-        self, route: Route, config: ModelConfig, api_key: str | None, api_base: str | None
-    ) -> None:
-        super().__init__(route, config, api_key, api_base)
-        base = api_base or route.provider.base_url or ""
-        self._base = base.rstrip("/")
-        default = route.provider.default_model
-        self._model_field = route.model if route.model != default else None
-        headers = dict(config.extra_headers)
-        if api_key:
-            headers[_AUTH_HEADER] = api_key
-        self._http = HttpClient(
-            provider=route.provider.name, model=route.model, headers=headers, secrets=(api_key,)
-        )
+    def endpoint(self, base: str) -> str:
+        """The API root with a slash; each skill is a path below it (``detect``, ``query``)."""
+        return base.rstrip("/") + "/"
 
-    def _where(self) -> dict[str, Any]:
-        return {"provider": self.route.provider.name, "model": self.route.model}
+    def key_headers(self, api_key: str) -> dict[str, str]:
+        return {_AUTH_HEADER: api_key}
 
     def _clean(self, text: str) -> str:
         return errors.redact(text, self._api_key)
@@ -119,8 +104,8 @@ class MoondreamProvider(Provider):
         else:
             reasons = {}
         reasons.update(place(body, params, PARAMS["moondream"]))
-        if self._model_field is not None:
-            body["model"] = self._model_field
+        if self.route.model != self.route.provider.default_model:
+            body["model"] = self.route.model
         return endpoint, key, body, reasons
 
     # --- the Provider interface ---------------------------------------------------------------
@@ -142,12 +127,7 @@ class MoondreamProvider(Provider):
         self, request: ChatRequest, task: str | None = None, target: str | None = None
     ) -> Completion:
         endpoint, key, body, dropped = self._body(request, task, target)
-        data = await self._http.post_json(
-            f"{self._base}/{endpoint}",
-            body,
-            timeout=request.timeout,
-            headers=request.extra_headers or None,
-        )
+        data = await self.post(body, request, self._url + endpoint)
         usage = Usage(requests=1)
         if key is not None and key in _TEXT_KEYS:
             answer = data.get(key)
@@ -185,7 +165,7 @@ class MoondreamProvider(Provider):
         body["stream"] = True
         completed = False
         async for kind, data in self._http.sse(
-            f"{self._base}/{endpoint}",
+            self._url + endpoint,
             body,
             timeout=request.timeout,
             headers=request.extra_headers or None,
@@ -218,13 +198,6 @@ class MoondreamProvider(Provider):
                 "the stream ended before the answer was complete (no 'completed' event)",
                 **self._where(),
             )
-
-    async def warmup(self) -> None:
-        """Open the connection to the endpoint now (``VlModel.start``; ``HttpClient.warm``)."""
-        await self._http.warm(self._base + "/", timeout=min(self.config.timeout, 10.0))
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
 
 def _question(request: ChatRequest) -> str:

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from ..registry import BATCH_APIS, PARAMS, param_table
-from ._errors import error_for_status, malformed_answer
-from ._http import HttpClient
-from .base import ChatRequest, Completion, Provider, Usage, response_format, to_openai_messages
+from ._errors import malformed_answer
+from ._http import HttpProvider
+from .base import ChatRequest, Completion, Usage, response_format, to_openai_messages
 from .params import openai_image_parts, place
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["OpenAICompatProvider"]
 
 
-class OpenAICompatProvider(Provider):
+class OpenAICompatProvider(HttpProvider):
     """Any server speaking OpenAI chat completions (OpenAI, DashScope, Ollama ``/v1``, vLLM)."""
 
     def __init__(
@@ -41,15 +41,14 @@ class OpenAICompatProvider(Provider):
     ) -> None:
         super().__init__(route, config, api_key, api_base)
         self._params = param_table(route.provider.params or route.service.name) or PARAMS["vllm"]
-        self.root = (api_base or route.provider.base_url or "").rstrip("/")
+
+    def endpoint(self, base: str) -> str:
+        return base.rstrip("/") + "/chat/completions"
+
+    @property
+    def root(self) -> str:
         """The API root (``.../v1``): chat completions, files and batches live under it."""
-        self._url = self.root + "/chat/completions"
-        headers = dict(config.extra_headers)
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        self._http = HttpClient(
-            provider=route.provider.name, model=route.model, headers=headers, secrets=(api_key,)
-        )
+        return self._url.removesuffix("/chat/completions")
 
     def body(self, request: ChatRequest) -> tuple[dict[str, Any], dict[str, str]]:
         """The JSON body as sent: each parameter where the server's table puts it."""
@@ -63,13 +62,6 @@ class OpenAICompatProvider(Provider):
             body["response_format"] = fmt
         return body, dropped
 
-    def _where(self) -> dict[str, Any]:
-        return {"provider": self.route.provider.name, "model": self.route.model}
-
-    async def warmup(self) -> None:
-        """Open the connection to the endpoint now (``VlModel.start``; ``HttpClient.warm``)."""
-        await self._http.warm(self._url, timeout=min(self.config.timeout, 10.0))
-
     def batch_api(self) -> BatchApi | None:
         """OpenAI's Batch API (``/files`` + ``/batches`` next to ``/chat/completions``) for a
         provider whose registry row names one; ``None`` for the other OpenAI-compatible servers."""
@@ -82,10 +74,7 @@ class OpenAICompatProvider(Provider):
 
     async def complete(self, request: ChatRequest) -> Completion:
         body, dropped = self.body(request)
-        data = await self._http.post_json(
-            self._url, body, timeout=request.timeout, headers=request.extra_headers or None
-        )
-        return self.completion_from(data, dropped)
+        return self.completion_from(await self.post(body, request), dropped)
 
     def completion_from(self, data: dict[str, Any], dropped: dict[str, str]) -> Completion:
         """The answer in a chat-completions response body (a live answer or a batch line's)."""
@@ -125,18 +114,7 @@ class OpenAICompatProvider(Provider):
             if data == "[DONE]":
                 done = True
                 break
-            chunk = self._http.parse_event(data)
-            if not isinstance(chunk, dict):
-                raise malformed_answer("stream chunk is not a JSON object", **self._where())
-            if "error" in chunk:
-                err = chunk["error"] if isinstance(chunk["error"], dict) else {}
-                code = err.get("code")
-                raise error_for_status(
-                    code if isinstance(code, int) else 500,
-                    data,
-                    secrets=(self._api_key,),
-                    **self._where(),
-                )
+            chunk = self.stream_chunk(data)
             choices = chunk.get("choices")
             if choices and isinstance(choices[0], dict):
                 content = (choices[0].get("delta") or {}).get("content")
@@ -146,9 +124,6 @@ class OpenAICompatProvider(Provider):
                 yield _usage(chunk["usage"])
         if not done:
             raise self._http.cut_short()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
 
 def _usage(raw: Any, requests: int = 0) -> Usage:
