@@ -393,14 +393,13 @@ def batch(
             )
         else:
             stats = asyncio.run(_run(vl, paths, task, output, workers, limit, retry_failed, bar))
-        state = summarize(output, paths)
-        cost = _cost(vl)
+        summary = _summary_data(stats, summarize(output, paths), vl, output, html)
         if html is not None:
             _report(output, html, paths, subtitle=vl.config.model)
         if as_json:
-            print_json(_summary_data(stats, state, vl, cost, output, html))
+            print_json(summary)
         else:
-            _print_summary(stats, state, vl, cost, output, html)
+            _print_summary(summary, stats)
         if stats.interrupted:
             again = _resume_command(source, prompt, task, output, schema)
             echo(
@@ -416,7 +415,7 @@ def batch(
                 err=True,
             )
         # An item whose line could not be written is in stats but not in the file: count both.
-        raise typer.Exit(EXIT_FAILED if state.failed or stats.failed else EXIT_OK)
+        raise typer.Exit(EXIT_FAILED if summary["failed"] or stats.failed else EXIT_OK)
 
 
 def _cost(vl: VlModel) -> float | None:
@@ -435,14 +434,10 @@ def _is_quiet() -> bool:
 
 
 def _summary_data(
-    stats: BatchStats,
-    state: Summary,
-    vl: VlModel,
-    cost: float | None,
-    output: Path,
-    html: Path | None,
+    stats: BatchStats, state: Summary, vl: VlModel, output: Path, html: Path | None
 ) -> dict[str, Any]:
-    """``batch --json``: the summary as one JSON document."""
+    """The run's figures, once: printed as this JSON document (``--json``) or as text."""
+    cost = _cost(vl)
     return {
         "found": stats.found,
         "done": state.total,
@@ -450,6 +445,7 @@ def _summary_data(
         "failed": state.failed,
         "errors": dict(state.errors.most_common()),
         "dropped": state.dropped,
+        "dropped_images": state.dropped_images,
         "processed": stats.processed,
         "skipped": stats.skipped,
         "remaining": stats.remaining,
@@ -464,30 +460,26 @@ def _summary_data(
     }
 
 
-def _print_summary(
-    stats: BatchStats,
-    state: Summary,
-    vl: VlModel,
-    cost: float | None,
-    output: Path,
-    html: Path | None,
-) -> None:
-    errors = ", ".join(f"{k}: {v}" for k, v in state.errors.most_common())
+def _print_summary(summary: dict[str, Any], stats: BatchStats) -> None:
+    """The text form of :func:`_summary_data` (times and rate unrounded from ``stats``)."""
+    errors = ", ".join(f"{k}: {v}" for k, v in summary["errors"].items())
+    output, html, cost = summary["output"], summary["html"], summary["cost"]
     lines = [
-        f"batch: {state.total} of {stats.found} image(s) done, {state.ok} ok, {state.failed} failed"
+        f"batch: {summary['done']} of {summary['found']} image(s) done, {summary['ok']} ok, "
+        f"{summary['failed']} failed"
         + (f" ({errors})" if errors else "")
         + (
-            f"; {dropped_note(state.dropped)} in {state.dropped_images} image(s)"
-            if state.dropped
+            f"; {dropped_note(summary['dropped'])} in {summary['dropped_images']} image(s)"
+            if summary["dropped"]
             else ""
         ),
-        f"this run: {stats.processed} processed in {stats.elapsed:.1f} s "
-        f"({stats.rate:.1f} images/s), {stats.skipped} skipped (already in {output.name})",
+        f"this run: {summary['processed']} processed in {stats.elapsed:.1f} s "
+        f"({stats.rate:.1f} images/s), {summary['skipped']} skipped "
+        f"(already in {Path(output).name})",
     ]
-    usage = vl.usage
-    spent = f"tokens: {usage.input_tokens:,} in / {usage.output_tokens:,} out"
+    spent = f"tokens: {summary['input_tokens']:,} in / {summary['output_tokens']:,} out"
     if cost is not None:
-        estimated = " (estimated from list prices)" if usage.cost is None else ""
+        estimated = " (estimated from list prices)" if summary["cost_estimated"] else ""
         spent += f", cost ${cost:.4f}{estimated}"
     lines.append(spent)
     lines.append(f"results: {output}" + (f"; report: {html}" if html else ""))
