@@ -79,7 +79,7 @@ def _detections(
     items, dropped = parsed.pick("box")
     out: list[Detection] = []
     for item in items:
-        det = _to_detection(item, conv, image_size, model_input_size, default_label)
+        det = _box(item, conv, _pixels(item, conv, image_size, model_input_size, 4), default_label)
         if det is None:
             dropped += 1
         else:
@@ -109,7 +109,7 @@ def parse_points(
     points, dropped = parsed.pick("point")
     out: list[Point] = []
     for item in points:
-        pt = _to_point(item, conv, image_size, model_input_size, default_label)
+        pt = _point(item, conv, _pixels(item, conv, image_size, model_input_size, 2), default_label)
         if pt is None:
             dropped += 1
         else:
@@ -141,29 +141,34 @@ def _clip(v: float, hi: int) -> float:
     return min(max(v, 0.0), float(hi))
 
 
-def _to_detection(
+def _pixels(
     item: Raw,
     conv: Convention,
     image_size: tuple[int, int],
     model_input_size: tuple[int, int] | None,
-    default_label: str,
-) -> Detection | None:
-    if item.bad or len(item.values) != 4:
+    count: int,
+) -> list[float] | None:
+    """The item's ``count`` numbers as ``x, y, x, y...`` pixels of the original image, clipped
+    to it; ``None`` for an unreadable item or one with another count of numbers."""
+    if item.bad or len(item.values) != count:
         return None
     w, h = image_size
     mw, mh = model_input_size or image_size
-    a, b, c, d = item.values
-    x1, y1, x2, y2 = (b, a, d, c) if conv.order == "yx" else (a, b, c, d)
-    px1, px2 = sorted(
-        (_clip(_axis(conv, item, x1, w, mw, h), w), _clip(_axis(conv, item, x2, w, mw, h), w))
-    )
-    py1, py2 = sorted(
-        (_clip(_axis(conv, item, y1, h, mh, w), h), _clip(_axis(conv, item, y2, h, mh, w), h))
-    )
+    out: list[float] = []
+    for a, b in zip(item.values[::2], item.values[1::2], strict=True):
+        x, y = (b, a) if conv.order == "yx" else (a, b)
+        out += [_clip(_axis(conv, item, x, w, mw, h), w), _clip(_axis(conv, item, y, h, mh, w), h)]
+    return out
+
+
+def _box(item: Raw, conv: Convention, xy: list[float] | None, label: str) -> Detection | None:
+    if xy is None:
+        return None
+    (px1, px2), (py1, py2) = sorted(xy[0::2]), sorted(xy[1::2])
     if px2 - px1 <= 0 or py2 - py1 <= 0:
         return None
     return Detection(
-        label=item.label or default_label,
+        label=item.label or label,
         xyxy=(px1, py1, px2, py2),
         score=item.score,
         raw=item.values,
@@ -171,23 +176,11 @@ def _to_detection(
     )
 
 
-def _to_point(
-    item: Raw,
-    conv: Convention,
-    image_size: tuple[int, int],
-    model_input_size: tuple[int, int] | None,
-    default_label: str,
-) -> Point | None:
-    if item.bad or len(item.values) != 2:
+def _point(item: Raw, conv: Convention, xy: list[float] | None, label: str) -> Point | None:
+    if xy is None:
         return None
-    w, h = image_size
-    mw, mh = model_input_size or image_size
-    a, b = item.values
-    x, y = (b, a) if conv.order == "yx" else (a, b)
-    px = _clip(_axis(conv, item, x, w, mw, h), w)
-    py = _clip(_axis(conv, item, y, h, mh, w), h)
     return Point(
-        label=item.label or default_label, xy=(px, py), raw=item.values, convention=conv.name
+        label=item.label or label, xy=(xy[0], xy[1]), raw=item.values, convention=conv.name
     )
 
 
