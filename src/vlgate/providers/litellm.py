@@ -32,7 +32,7 @@ from ._errors import (
     map_openai_error,
 )
 from .base import ChatRequest, Completion, Provider, Usage, response_format, to_openai_messages
-from .params import EXTRA_BODY, openai_image_parts
+from .params import EXTRA_BODY, openai_image_parts, split
 
 if TYPE_CHECKING:
     from ..config import ModelConfig
@@ -115,6 +115,7 @@ class LiteLLMProvider(Provider):
         kwargs: dict[str, Any] = {}
         image: dict[str, Any] = {}
         dropped: dict[str, str] = {}
+        native: dict[str, Any] = {}  # not in LiteLLM's list: the service's own table decides
         for name, value in params.items():
             spec = table.params.get(name) if table is not None else None
             if spec is not None and spec.where == IMAGE:
@@ -122,15 +123,15 @@ class LiteLLMProvider(Provider):
             elif name == EXTRA_BODY or name in supported:
                 kwargs[name] = value
             elif table is not None:
-                reason = table.reason(name)
-                if reason is None:
-                    kwargs[name] = value
-                else:
-                    dropped[name] = reason
+                native[name] = value
             elif supported:
                 dropped[name] = f"LiteLLM lists no {name} for {self.route.model}"
             else:
                 kwargs[name] = value
+        if table is not None and native:
+            kept, why = split(native, table)
+            kwargs.update(kept)
+            dropped.update(why)
         if dropped:
             log.debug("%s does not take %s; dropped", self.route.model, ", ".join(sorted(dropped)))
         extra = kwargs.pop(EXTRA_BODY, None)
