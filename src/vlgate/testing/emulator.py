@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import importlib
 import json
@@ -101,6 +102,17 @@ routes (so a plug-in's more specific paths win over their patterns). It may keep
 _MAX_BODY = 80 * 1024 * 1024
 _ANTHROPIC_MAX_REQUEST = 32 * 1024 * 1024  # platform.claude.com: 32 MB per Messages request
 _BIG_IMAGE = 256 * 1024  # images larger than this are analysed off the event loop
+
+# The chat endpoints: path -> the wire protocol spoken there and its variant (Emulator._handle).
+_CHAT_ROUTES: tuple[tuple[str, Protocol, str], ...] = (
+    ("/v1/chat/completions", "openai", "openai"),
+    ("/chat/completions", "openai", "openai"),
+    ("/ollama/v1/chat/completions", "ollama", "ollama-v1"),
+    ("/api/chat", "ollama", "ollama-chat"),
+    ("/api/generate", "ollama", "ollama-generate"),
+    ("/v1/messages", "anthropic", "anthropic"),
+    *((prefix + "/models/{target}", "gemini", "gemini") for prefix in ("/v1beta", "/v1", "")),
+)
 Latency = float | tuple[float, float]
 
 
@@ -375,17 +387,11 @@ class Emulator:
         for name in ROUTE_PLUGINS:
             importlib.import_module(f"{__package__}.{name}").install(self, app)
         r = app.router
-        r.add_post("/v1/chat/completions", self._h_openai)
-        r.add_post("/chat/completions", self._h_openai)
+        for path, protocol, variant in _CHAT_ROUTES:
+            r.add_post(path, functools.partial(self._handle, protocol=protocol, variant=variant))
         r.add_get("/v1/models", self._h_models)
-        r.add_post("/ollama/v1/chat/completions", self._h_ollama_v1)
         r.add_get("/ollama/v1/models", self._h_models)
-        r.add_post("/api/chat", self._h_ollama_chat)
-        r.add_post("/api/generate", self._h_ollama_generate)
         r.add_get("/api/tags", self._h_ollama_tags)
-        r.add_post("/v1/messages", self._h_anthropic)
-        for prefix in ("/v1beta", "/v1", ""):
-            r.add_post(prefix + "/models/{target}", self._h_gemini)
         r.add_post("/moondream/v1/{skill}", self._h_moondream)
         r.add_get("/health", self._h_health)
 
@@ -403,24 +409,6 @@ class Emulator:
     async def _h_ollama_tags(self, request: web.Request) -> web.Response:
         names = ["qwen2.5vl:7b", "llava:7b", "gemma3:4b"]
         return web.json_response({"models": [{"name": n, "model": n, "size": 0} for n in names]})
-
-    async def _h_openai(self, request: web.Request) -> web.StreamResponse:
-        return await self._handle(request, "openai", "openai")
-
-    async def _h_ollama_v1(self, request: web.Request) -> web.StreamResponse:
-        return await self._handle(request, "ollama", "ollama-v1")
-
-    async def _h_ollama_chat(self, request: web.Request) -> web.StreamResponse:
-        return await self._handle(request, "ollama", "ollama-chat")
-
-    async def _h_ollama_generate(self, request: web.Request) -> web.StreamResponse:
-        return await self._handle(request, "ollama", "ollama-generate")
-
-    async def _h_anthropic(self, request: web.Request) -> web.StreamResponse:
-        return await self._handle(request, "anthropic", "anthropic")
-
-    async def _h_gemini(self, request: web.Request) -> web.StreamResponse:
-        return await self._handle(request, "gemini", "gemini")
 
     async def _h_moondream(self, request: web.Request) -> web.StreamResponse:
         skill = request.match_info.get("skill", "")
