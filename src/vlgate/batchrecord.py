@@ -15,14 +15,21 @@ Example:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from .providers.base import Usage
 
-__all__ = ["BatchRecord", "RecordError", "read_records", "usage_from_dict", "usage_to_dict"]
+__all__ = [
+    "BatchRecord",
+    "RecordError",
+    "iter_records",
+    "read_records",
+    "usage_from_dict",
+    "usage_to_dict",
+]
 
 
 def usage_to_dict(usage: Usage | None) -> dict[str, Any] | None:
@@ -166,17 +173,16 @@ class BatchRecord:
         return cls.from_dict(data)
 
 
-def read_records(path: Path) -> dict[str, BatchRecord]:
-    """The last record per image in a results file. Unreadable lines (one cut short by a crash)
-    are skipped.
+def iter_records(path: Path) -> Iterator[BatchRecord]:
+    """Every record in a results file, in file order (none when it does not exist). Unreadable
+    lines (one cut short by a crash) are skipped: that image counts as not done.
 
     Example:
-        >>> read_records(Path("out.jsonl"))["a.png"].ok  # doctest: +SKIP
-        True
+        >>> sum(r.ok for r in iter_records(Path("out.jsonl")))  # doctest: +SKIP
+        41
     """
-    latest: dict[str, BatchRecord] = {}
     if not path.exists():
-        return latest
+        return
     with path.open("r", encoding="utf-8", errors="replace") as fh:
         for line in fh:
             line = line.strip()
@@ -186,5 +192,14 @@ def read_records(path: Path) -> dict[str, BatchRecord]:
                 record = BatchRecord.from_json(line)
             except (ValueError, TypeError, IndexError):
                 continue
-            latest[record.image] = record
-    return latest
+            yield record
+
+
+def read_records(path: Path) -> dict[str, BatchRecord]:
+    """The last record per image in a results file (see :func:`iter_records`).
+
+    Example:
+        >>> read_records(Path("out.jsonl"))["a.png"].ok  # doctest: +SKIP
+        True
+    """
+    return {record.image: record for record in iter_records(path)}

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
-from ..batchrecord import BatchRecord, RecordError, read_records
+from ..batchrecord import BatchRecord, RecordError, iter_records, read_records
 from ..errors import ConfigError
 from ..runtime.pipeline import as_completed
 
@@ -166,20 +166,7 @@ async def _listed(paths: Iterator[Path]) -> AsyncIterator[Path]:
 def _done_status(out_path: Path) -> dict[str, bool]:
     """Image -> answered, from the latest line of each image in the results file (the records
     themselves are not kept: resuming 50,000 images holds 50,000 paths, not their answers)."""
-    status: dict[str, bool] = {}
-    if not out_path.exists():
-        return status
-    with out_path.open("r", encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                record = BatchRecord.from_json(line)
-            except (ValueError, TypeError, IndexError):
-                continue  # a line cut short by a crash: that image is done again
-            status[record.image] = record.ok
-    return status
+    return {record.image: record.ok for record in iter_records(out_path)}
 
 
 async def run_batch(
