@@ -18,10 +18,10 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from .. import errors
-from ._batch import BatchApi, BatchLine, BatchStatus
+from ._batch import BatchApi, BatchLine, BatchState, BatchStatus
 from ._errors import error_for_status, malformed_answer
 from ._http import dumps
 
@@ -33,18 +33,8 @@ if TYPE_CHECKING:
 __all__ = ["OpenAIBatchApi"]
 
 ENDPOINT = "/v1/chat/completions"
-_STATES = frozenset(
-    {
-        "validating",
-        "in_progress",
-        "finalizing",
-        "completed",
-        "failed",
-        "expired",
-        "cancelling",
-        "cancelled",
-    }
-)
+# vlgate's normalised states are OpenAI's own words.
+_STATES: frozenset[str] = frozenset(get_args(BatchState))
 _TRANSFER_TIMEOUT = 300.0
 """Seconds allowed between bytes of an upload or a results download (files up to 200 MB)."""
 
