@@ -425,18 +425,7 @@ class OpenAIBatches:
     # --- HTTP ---------------------------------------------------------------------------------
 
     def _record(self, request: web.Request, body: Any) -> RecordedRequest:
-        rec = RecordedRequest(
-            protocol="openai",
-            method=request.method,
-            path=request.path,
-            query=dict(request.query),
-            headers={k.lower(): v for k, v in request.headers.items()},
-            body=body,
-            t_received=time.time(),
-        )
-        with self._emu._lock:
-            self._emu._records.append(rec)
-        return rec
+        return self._emu._received(request, "openai", body)
 
     def _reply(self, rec: RecordedRequest, status: int, body: Any) -> web.Response:
         rec.status = status

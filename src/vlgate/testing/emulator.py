@@ -419,15 +419,9 @@ class Emulator:
 
     # --- the request path --------------------------------------------------------------------
 
-    async def _handle(
-        self, request: web.Request, protocol: Protocol, variant: str
-    ) -> web.StreamResponse:
-        raw = await request.read()
-        try:
-            body: Any = json.loads(raw) if raw else None
-            bad_json = False
-        except ValueError:
-            body, bad_json = None, True
+    def _received(self, request: web.Request, protocol: Protocol, body: Any) -> RecordedRequest:
+        """The request recorded as it arrives (``requests`` lists it at once; the rest of the
+        record is filled in as it is answered)."""
         rec = RecordedRequest(
             protocol=protocol,
             method=request.method,
@@ -439,6 +433,18 @@ class Emulator:
         )
         with self._lock:
             self._records.append(rec)
+        return rec
+
+    async def _handle(
+        self, request: web.Request, protocol: Protocol, variant: str
+    ) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            body: Any = json.loads(raw) if raw else None
+            bad_json = False
+        except ValueError:
+            body, bad_json = None, True
+        rec = self._received(request, protocol, body)
         try:
             return await self._serve(request, rec, variant, raw, bad_json)
         except WireError as exc:
