@@ -575,14 +575,15 @@ async def submit(
     images: Iterable[ImageInput],
     prompt: str,
     *,
-    task: BatchTask = "query",
-    schema: type[BaseModel] | dict[str, Any] | None = None,
-    max_requests: int | None = None,
-    max_bytes: int | None = None,
-    display_name: str | None = None,
-    params: dict[str, Any] | None = None,
+    task: BatchTask,
+    schema: type[BaseModel] | dict[str, Any] | None,
+    max_requests: int | None,
+    max_bytes: int | None,
+    display_name: str | None,
+    params: dict[str, Any],
 ) -> BatchJob:
-    """Build, split and submit; the engine behind ``VlModel.asubmit_batch``."""
+    """Build, split and submit; the engine behind ``VlModel.asubmit_batch`` (which declares the
+    defaults)."""
     if task not in _TASKS:
         raise ConfigError(f"task must be one of {', '.join(_TASKS)}, not {task!r}")
     if not isinstance(prompt, str) or not prompt.strip():
@@ -598,7 +599,7 @@ async def submit(
     limit_b = min(spec.max_bytes, max_bytes or spec.max_bytes)
     if limit_n < 1 or limit_b < 1:
         raise ConfigError("max_requests and max_bytes must be positive")
-    params = dict(params or {})
+    params = dict(params)
     params.pop("timeout", None)  # a batch has no per-request timeout
     from .model import _DETECT, _POINT, JsonAsk
 

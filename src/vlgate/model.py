@@ -46,8 +46,8 @@ from .runtime.cache import open_cache
 from .runtime.concurrency import ConcurrencyLimit
 from .runtime.hooks import Hook
 from .runtime.limiter import RateLimiter
-from .runtime.loop import close_at_exit, iterate_sync, run_sync
-from .runtime.watch import FrameWatch, blocking
+from .runtime.loop import close_at_exit, iterate_sync, run_sync, sync_twin
+from .runtime.watch import FrameWatch, SyncFrameWatch
 
 if TYPE_CHECKING:
     from .batches import BatchJob, BatchTask
@@ -396,31 +396,7 @@ class VlModel:
             params=kwargs,
         )
 
-    def submit_batch(
-        self,
-        images: Iterable[ImageInput],
-        prompt: str,
-        *,
-        task: BatchTask = "query",
-        schema: type[BaseModel] | dict[str, Any] | None = None,
-        max_requests: int | None = None,
-        max_bytes: int | None = None,
-        display_name: str | None = None,
-        **kwargs: Any,
-    ) -> BatchJob:
-        """Sync :meth:`asubmit_batch`."""
-        return run_sync(
-            self.asubmit_batch(
-                images,
-                prompt,
-                task=task,
-                schema=schema,
-                max_requests=max_requests,
-                max_bytes=max_bytes,
-                display_name=display_name,
-                **kwargs,
-            )
-        )
+    submit_batch = sync_twin(asubmit_batch, run_sync, "Sync :meth:`asubmit_batch`.")
 
     def _window(self) -> int:
         return self._concurrency.limit
@@ -740,7 +716,17 @@ class VlModel:
         """Sync :meth:`astream`: a blocking iterator of text deltas."""
         return iterate_sync(self.astream(image, prompt, **kwargs))  # type: ignore[no-any-return]
 
-    watch = blocking(awatch)
+    watch = sync_twin(
+        awatch,
+        SyncFrameWatch,
+        """Sync :meth:`awatch`: a blocking iterator of ``(frame_timestamp, answer)``.
+
+        Example:
+            >>> for ts, answer in model.watch(camera(), "Anyone there?", hz=1):  # doctest: +SKIP
+            ...     print(ts, answer)
+        """,
+        returns="SyncFrameWatch",
+    )
 
 
 @dataclass(frozen=True)

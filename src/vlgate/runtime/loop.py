@@ -10,14 +10,24 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextlib
+import inspect
 import threading
 import weakref
 from collections.abc import Callable, Coroutine
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar, cast
 
-__all__ = ["PerLoop", "close_at_exit", "iterate_sync", "run_on_background", "run_sync"]
+__all__ = [
+    "PerLoop",
+    "close_at_exit",
+    "iterate_sync",
+    "run_on_background",
+    "run_sync",
+    "sync_twin",
+]
 
 T = TypeVar("T")
+R = TypeVar("R")
+P = ParamSpec("P")
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
@@ -93,6 +103,36 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         if future is not None:
             finished.wait(_CANCEL_GRACE)
         raise
+
+
+def sync_twin(
+    afunc: Callable[P, R], run: Callable[[R], T], doc: str, *, returns: str | None = None
+) -> Callable[P, T]:
+    """The blocking twin of an async method: ``afunc``'s parameters, declared once (callers are
+    type-checked through ``P``; ``help()`` shows them), and ``run`` applied to what it returns
+    (:func:`run_sync` for a coroutine). Named ``afunc``'s name without its leading ``a``.
+
+    Example:
+        >>> class Model:
+        ...     async def aping(self, n: int = 1) -> int:
+        ...         return n
+        ...     ping = sync_twin(aping, run_sync, "Sync :meth:`aping`.")
+        >>> Model().ping(n=2), list(inspect.signature(Model.ping).parameters)
+        (2, ['self', 'n'])
+    """
+
+    def twin(*args: P.args, **kwargs: P.kwargs) -> T:
+        return run(afunc(*args, **kwargs))
+
+    name = afunc.__name__.removeprefix("a")
+    owner, _, _ = afunc.__qualname__.rpartition(".")
+    twin.__name__, twin.__qualname__ = name, f"{owner}.{name}" if owner else name
+    twin.__module__, twin.__doc__ = afunc.__module__, doc
+    signature = inspect.signature(afunc)
+    if returns is not None:
+        signature = signature.replace(return_annotation=returns)
+    cast(Any, twin).__signature__ = signature
+    return twin
 
 
 def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import inspect
 import threading
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from numbers import Real
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ..errors import ConfigError, VlgateError
 from .loop import iterate_sync
@@ -39,9 +38,7 @@ if TYPE_CHECKING:
 # ``task=`` -> the VlModel coroutine asked about each frame (detect/point take a target).
 _TASKS = {"query": "aquery", "caption": "acaption", "detect": "adetect", "point": "apoint"}
 
-__all__ = ["FrameWatch", "SyncFrameWatch", "WatchStats", "blocking"]
-
-P = ParamSpec("P")
+__all__ = ["FrameWatch", "SyncFrameWatch", "WatchStats"]
 
 _DONE = object()
 
@@ -312,30 +309,3 @@ class SyncFrameWatch:
         """Stop reading frames and cancel requests in flight."""
         if self._iter is not None:
             self._iter.close()  # type: ignore[attr-defined]
-
-
-def blocking(awatch: Callable[P, FrameWatch]) -> Callable[P, SyncFrameWatch]:
-    """The sync twin of ``awatch``: the same parameters, declared once, and a blocking iterator.
-
-    Example:
-        >>> class Model:  # doctest: +SKIP
-        ...     def awatch(self, frames, prompt, *, hz=1.0) -> FrameWatch: ...
-        ...     watch = blocking(awatch)
-    """
-
-    def watch(*args: P.args, **kwargs: P.kwargs) -> SyncFrameWatch:
-        """Sync :meth:`awatch`: a blocking iterator of ``(frame_timestamp, answer)``.
-
-        Example:
-            >>> for ts, answer in model.watch(camera(), "Anyone there?", hz=1):  # doctest: +SKIP
-            ...     print(ts, answer)
-        """
-        return SyncFrameWatch(awatch(*args, **kwargs))
-
-    watch.__module__ = awatch.__module__
-    watch.__qualname__ = awatch.__qualname__.rsplit(".", 1)[0] + ".watch"
-    # help() and IDEs show awatch's parameters with this return type.
-    cast(Any, watch).__signature__ = inspect.signature(awatch).replace(
-        return_annotation="SyncFrameWatch"
-    )
-    return watch
