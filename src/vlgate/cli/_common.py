@@ -10,7 +10,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, cast
@@ -23,6 +23,7 @@ from .settings import load_settings, model_options, setting_sources
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.progress import Progress
 
     from ..model import VlModel
 
@@ -329,6 +330,38 @@ def print_json(data: Any) -> None:
 
 PIPED_WIDTH = 1000
 """Console width when output is not a terminal: tables are never cut to 80 columns."""
+
+
+def stderr_bar(
+    enabled: bool, force: bool, columns: Callable[[Any], Sequence[Any]], *, refresh: float
+) -> tuple[Progress | None, bool]:
+    """``(bar, plain)``: a rich progress bar on stderr when it is a terminal (spinner, the task's
+    description, the bar, done/total, then ``columns(rich.progress)``); otherwise no bar, and
+    ``plain`` is ``force`` (``--progress`` into a file or a pipe: the caller prints a plain line
+    now and then). ``(None, False)`` when not ``enabled``.
+
+    Example:
+        >>> stderr_bar(False, False, lambda rp: [rp.BarColumn()], refresh=4)
+        (None, False)
+    """
+    if not enabled:
+        return None, False
+    con = console(stderr=True)
+    if not con.is_terminal:
+        return None, force
+    import rich.progress
+
+    rp = rich.progress
+    bar = rp.Progress(
+        rp.SpinnerColumn(),
+        rp.TextColumn("[bold]{task.description}"),
+        rp.BarColumn(),
+        rp.MofNCompleteColumn(),
+        *columns(rp),
+        console=con,
+        refresh_per_second=refresh,
+    )
+    return bar, False
 
 
 def console(

@@ -26,17 +26,17 @@ from ._common import (
     RetriesOpt,
     TimeoutOpt,
     build_model,
-    console,
     dropped_note,
     echo,
     errors_to_exit,
     fail,
     print_json,
+    stderr_bar,
 )
 from .batchjob import BatchStats, Summary, Task, find_images, run_batch, summarize
 
 if TYPE_CHECKING:
-    from rich.progress import Progress, TaskID
+    from rich.progress import TaskID
 
     from ..batchrecord import BatchRecord
     from ..model import VlModel
@@ -71,39 +71,20 @@ class _Progress:
 
     def __init__(self, model: VlModel, enabled: bool, force: bool) -> None:
         self._model = model
-        self._bar: Progress | None = None
         self._task: TaskID | None = None
-        self._plain = False
         self._next_line = 0.0
-        if not enabled:
-            return
-        con = console(stderr=True)
-        if not con.is_terminal:
-            self._plain = force
-            return
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            SpinnerColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self._bar = Progress(
-            SpinnerColumn(),
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[usage]}"),
-            TextColumn("[red]{task.fields[failed]}"),
-            console=con,
-            refresh_per_second=8,
+        self._bar, self._plain = stderr_bar(
+            enabled,
+            force,
+            lambda rp: (
+                rp.TextColumn("{task.fields[rate]}"),
+                rp.TimeElapsedColumn(),
+                rp.TextColumn("eta"),
+                rp.TimeRemainingColumn(),
+                rp.TextColumn("{task.fields[usage]}"),
+                rp.TextColumn("[red]{task.fields[failed]}"),
+            ),
+            refresh=8,
         )
 
     def start(self, stats: BatchStats) -> None:

@@ -246,35 +246,17 @@ class _JobProgress:
     state), else with ``--progress`` a plain line per poll."""
 
     def __init__(self, enabled: bool, force: bool) -> None:
-        from ._common import console
+        from ._common import stderr_bar
 
-        self._bar: Any = None
         self._task: Any = None
-        self._plain = False
-        if not enabled:
-            return
-        con = console(stderr=True)
-        if not con.is_terminal:
-            self._plain = force
-            return
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            SpinnerColumn,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self._bar = Progress(
-            SpinnerColumn(),
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("[red]{task.fields[failed]}"),
-            TimeElapsedColumn(),
-            console=con,
-            refresh_per_second=4,
+        self._bar, self._plain = stderr_bar(
+            enabled,
+            force,
+            lambda rp: (
+                rp.TextColumn("[red]{task.fields[failed]}"),
+                rp.TimeElapsedColumn(),
+            ),
+            refresh=4,
         )
 
     def __call__(self, status: BatchStatus) -> None:
