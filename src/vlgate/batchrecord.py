@@ -18,9 +18,12 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .providers.base import Usage
+
+if TYPE_CHECKING:
+    from .grounding import Detections, Points
 
 __all__ = [
     "BatchRecord",
@@ -112,6 +115,17 @@ class BatchRecord:
     def cost(self) -> float | None:
         """US dollars of this item, as priced when it was answered (``None``: unpriced)."""
         return None if self.usage is None else self.usage.cost
+
+    def set_found(self, found: Detections | Points) -> None:
+        """Fill in a detect/point result: its items (``detections`` for a ``"detect"`` record,
+        else ``points``), the image size and how many entries could not be read."""
+        items = found.to_dict()["items"]
+        if self.task == "detect":
+            self.detections = items
+        else:
+            self.points = items
+        self.image_size = found.image_size
+        self.dropped = found.dropped
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data, every field present."""

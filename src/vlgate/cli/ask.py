@@ -148,20 +148,17 @@ def _grounding_out(
     from ..grounding import Points
 
     task = "point" if isinstance(found, Points) else "detect"
-    items = found.to_dict()["items"]
     record = BatchRecord(
         image=image,
         task=task,
         prompt=target,
-        detections=items if task == "detect" else None,
-        points=items if task == "point" else None,
-        image_size=found.image_size,
-        dropped=found.dropped,
         model=getattr(found.answer, "model", None),
         usage=found.usage,
         attempts=found.attempts,
         latency=round(found.answer.latency, 4) if found.answer is not None else None,
     )
+    record.set_found(found)
+    items = (record.detections if task == "detect" else record.points) or []
     if output is not None:
         found.annotate(source).save(output, format="PNG")
     if html is not None:

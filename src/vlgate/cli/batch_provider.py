@@ -109,13 +109,7 @@ def _record(path: Path, task: Task, answer: Any, result: Any) -> BatchRecord:
     elif task.kind == "json":
         record.json = result.model_dump() if hasattr(result, "model_dump") else result
     else:
-        plain = result.to_dict()
-        if task.kind == "detect":
-            record.detections = plain["items"]
-        else:
-            record.points = plain["items"]
-        record.image_size = result.image_size
-        record.dropped = result.dropped
+        record.set_found(result)
     if not isinstance(answer, VlgateError):
         record.model = answer.model
         record.usage = answer.usage

@@ -129,13 +129,7 @@ async def _ask(model: VlModel, path: Path, task: Task) -> BatchRecord:
         if task.kind == "detect"
         else model.apoint(path, task.prompt)
     )
-    plain = found.to_dict()
-    if task.kind == "detect":
-        record.detections = plain["items"]
-    else:
-        record.points = plain["items"]
-    record.image_size = found.image_size
-    record.dropped = found.dropped
+    record.set_found(found)
     record.usage = found.usage
     record.attempts = found.attempts
     record.model = getattr(found.answer, "model", None)
