@@ -491,21 +491,15 @@ class OpenAIBatches:
         return self._reply(rec, 200, file.to_dict())
 
     async def h_file(self, request: web.Request) -> web.Response:
+        """``GET /v1/files/{id}``: the file object; ``.../content``: its bytes."""
         rec = self._record(request, None)
         try:
             self._check_auth(request)
             file = self._file(request.match_info["file_id"])
         except WireError as exc:
             return self._fail(rec, exc)
-        return self._reply(rec, 200, file.to_dict())
-
-    async def h_file_content(self, request: web.Request) -> web.Response:
-        rec = self._record(request, None)
-        try:
-            self._check_auth(request)
-            file = self._file(request.match_info["file_id"])
-        except WireError as exc:
-            return self._fail(rec, exc)
+        if not request.path.endswith("/content"):
+            return self._reply(rec, 200, file.to_dict())
         rec.status = 200
         return web.Response(status=200, body=file.data, content_type="application/octet-stream")
 
@@ -636,7 +630,7 @@ def install(emu: Emulator, app: web.Application) -> None:
     r = app.router
     r.add_post("/v1/files", books.h_upload)
     r.add_get("/v1/files/{file_id}", books.h_file)
-    r.add_get("/v1/files/{file_id}/content", books.h_file_content)
+    r.add_get("/v1/files/{file_id}/content", books.h_file)
     r.add_post("/v1/batches", books.h_create)
     r.add_get("/v1/batches", books.h_list)
     r.add_get("/v1/batches/{batch_id}", books.h_get)
