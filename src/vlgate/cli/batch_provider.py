@@ -21,10 +21,10 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..batchrecord import BatchRecord, RecordError, read_records
 from ..errors import ConfigError, VlgateError
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 __all__ = ["ProviderBatchOutcome", "job_key", "run_provider_batch", "state_path"]
 
 STATE_SUFFIX = ".provider-batch.json"
+
+T = TypeVar("T")
 
 
 def state_path(output: Path) -> Path:
@@ -202,37 +204,12 @@ async def run_provider_batch(
     return outcome
 
 
-def run(
-    model: VlModel,
-    paths: Sequence[Path],
-    task: Task,
-    output: Path,
-    *,
-    wait: bool,
-    poll_interval: float,
-    retry_failed: bool = False,
-    on_submitted: Callable[[str, bool, int], None] | None = None,
-    on_status: Callable[[BatchStatus], None] | None = None,
-) -> ProviderBatchOutcome:
-    """:func:`run_provider_batch` on a fresh event loop, closing the model's connections."""
-
-    async def main() -> ProviderBatchOutcome:
-        try:
-            return await run_provider_batch(
-                model,
-                paths,
-                task,
-                output,
-                wait=wait,
-                poll_interval=poll_interval,
-                retry_failed=retry_failed,
-                on_submitted=on_submitted,
-                on_status=on_status,
-            )
-        finally:
-            await model.astop()
-
-    return asyncio.run(main())
+async def _closing(model: VlModel, work: Awaitable[T]) -> T:
+    """Await ``work``, then close the model's connections (their loop ends with the command)."""
+    try:
+        return await work
+    finally:
+        await model.astop()
 
 
 class _JobProgress:
@@ -306,7 +283,7 @@ def command(
         echo(f"provider batch {verb}: {images} image(s), job {job_id}", err=True)
 
     try:
-        outcome = run(
+        work = run_provider_batch(
             vl,
             paths,
             task,
@@ -317,6 +294,7 @@ def command(
             on_submitted=submitted,
             on_status=bar,
         )
+        outcome = asyncio.run(_closing(vl, work))
     except KeyboardInterrupt:
         bar.stop()
         echo(
