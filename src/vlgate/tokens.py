@@ -161,6 +161,37 @@ def _openai_rows() -> list[TokenFormula]:
     return rows
 
 
+def _qwen_rows() -> list[TokenFormula]:
+    """Qwen's smart_resize count at both patch sizes: DashScope (and its ``@high`` variant),
+    then the self-hosted processors."""
+    rows = []
+    for factor in (28, 32):
+        count = partial(_qwen, factor=factor)
+        rows.append(
+            TokenFormula(
+                f"qwen-{factor}",
+                f"qwen-smart-{factor}",
+                count,
+                f"DashScope: w*h/{factor}^2 + 2 after smart_resize, ~1280-token cap",
+            )
+        )
+        rows.append(
+            TokenFormula(
+                f"qwen-{factor}@high",
+                f"qwen-smart-{factor}@high",
+                count,
+                "DashScope vl_high_resolution_images: 16,384-token cap",
+            )
+        )
+    for factor, processor in (
+        (28, "Qwen2.5-VL processor (self-hosted): min 3,136 / max 12,845,056 pixels"),
+        (32, "Qwen3-VL processor (self-hosted): min 65,536 / max 16,777,216 pixels"),
+    ):
+        name = f"qwen-proc-{factor}"
+        rows.append(TokenFormula(name, name, partial(_qwen, factor=factor), processor))
+    return rows
+
+
 TOKEN_FORMULAS: dict[str, TokenFormula] = {
     f.name: f
     for f in [
@@ -184,42 +215,7 @@ TOKEN_FORMULAS: dict[str, TokenFormula] = {
         TokenFormula("gemini-3@low", None, _fixed(280), "Gemini 3: media_resolution LOW, 280"),
         TokenFormula("gemini-3@medium", None, _fixed(560), "Gemini 3: MEDIUM, 560"),
         TokenFormula("gemini-3@high", None, _fixed(1120), "Gemini 3: HIGH, 1120"),
-        TokenFormula(
-            "qwen-28",
-            "qwen-smart-28",
-            partial(_qwen, factor=28),
-            "DashScope: w*h/28^2 + 2 after smart_resize, ~1280-token cap",
-        ),
-        TokenFormula(
-            "qwen-28@high",
-            "qwen-smart-28@high",
-            partial(_qwen, factor=28),
-            "DashScope vl_high_resolution_images: 16,384-token cap",
-        ),
-        TokenFormula(
-            "qwen-32",
-            "qwen-smart-32",
-            partial(_qwen, factor=32),
-            "DashScope: w*h/32^2 + 2 after smart_resize, ~1280-token cap",
-        ),
-        TokenFormula(
-            "qwen-32@high",
-            "qwen-smart-32@high",
-            partial(_qwen, factor=32),
-            "DashScope vl_high_resolution_images: 16,384-token cap",
-        ),
-        TokenFormula(
-            "qwen-proc-28",
-            "qwen-proc-28",
-            partial(_qwen, factor=28),
-            "Qwen2.5-VL processor (self-hosted): min 3,136 / max 12,845,056 pixels",
-        ),
-        TokenFormula(
-            "qwen-proc-32",
-            "qwen-proc-32",
-            partial(_qwen, factor=32),
-            "Qwen3-VL processor (self-hosted): min 65,536 / max 16,777,216 pixels",
-        ),
+        *_qwen_rows(),
     ]
 }
 """Image-token formulas by name (``registry.ModelFamily.tokens``); ``"<name>@<variant>"`` rows
