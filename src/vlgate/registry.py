@@ -696,10 +696,12 @@ BATCH_APIS: dict[str, BatchSpec] = {
         ),
         # Gemini batch mode: inline requests under 20 MB in total (larger input: a JSONL file
         # through the Files API, up to 2 GB); 50% price. A request-count cap is not documented.
+        # Jobs are cut at 512 MB, not 2 GB: submit_batch holds one job in memory while building
+        # it (a smaller job costs the same per request).
         BatchSpec(
             name="gemini",
             max_requests=100_000,
-            max_bytes=2048 * MB,
+            max_bytes=512 * MB,
             inline_max_bytes=20 * MB,
             description="POST models/{model}:batchGenerateContent (inline, or a Files API JSONL)",
         ),

@@ -16,8 +16,9 @@ Inline requests are capped at 20 MB per create call (``BATCH_APIS["gemini"].inli
 a bigger job goes through the Files API instead: its JSONL (``{"key", "request"}`` per line) is
 uploaded with the resumable protocol (``POST /upload/v1beta/files``, ``X-Goog-Upload-Command:
 start``, then ``upload, finalize`` to the ``X-Goog-Upload-URL`` answered) and the job names it
-in ``inputConfig.fileName`` (files up to 2 GB, ``max_bytes``). Results are matched by
-``metadata.key`` / ``key``, never by position (users report inline responses out of order).
+in ``inputConfig.fileName`` (the API takes files up to 2 GB; jobs are cut at ``max_bytes``).
+Results are matched by ``metadata.key`` / ``key``, never by position (users report inline
+responses out of order).
 """
 
 from __future__ import annotations
