@@ -10,6 +10,11 @@ reported from its CPU time (Linux ``/proc``): requests per second per core of se
 repeat (``--runs``); the median and the min-max spread are printed.
 
     .venv/bin/python benchmarks/emulator_rps.py [--requests N] [--concurrency N] [--frames]
+        [--baseline-src DIR]
+
+``--baseline-src DIR`` alternates runs with an emulator imported from another source tree (an
+older vlgate's ``src``, e.g. ``git archive <commit> src | tar -x -C /tmp/old``) and prints both,
+so a before/after ratio comes from one interleaved run.
 """
 
 from __future__ import annotations
@@ -129,44 +134,66 @@ def main() -> None:
     ap.add_argument("--frames", action="store_true", help="a distinct 320x240 JPEG per request")
     ap.add_argument("--distinct", type=int, default=512, help="distinct frames cycled through")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--baseline-src", help="also run an emulator from this source tree")
     args = ap.parse_args()
     # Cycling through more frames than the emulator caches (128 analyses, 256 probes): every
     # request is analysed afresh.
     bodies = _bodies(args.distinct if args.frames else 0)
     run = _run_aiohttp if args.client == "aiohttp" else _run
-    rates: list[float] = []
-    capacities: list[float] = []
+    trees = {"this tree": None}
+    if args.baseline_src:
+        trees["baseline"] = os.path.abspath(args.baseline_src)
+    rates: dict[str, list[float]] = {name: [] for name in trees}
+    capacities: dict[str, list[float]] = {name: [] for name in trees}
     errors = 0
     for _ in range(args.runs):
-        port = _free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "vlgate.testing", "--port", str(port)],
-            stdout=subprocess.DEVNULL,
-        )
-        try:
-            time.sleep(1.5)  # let the server import before counting its CPU time
-            # Warm up (imports on first image, connection pool), not counted.
-            asyncio.run(run(f"http://127.0.0.1:{port}", 64, args.concurrency, bodies[-64:]))
-            cpu0 = _cpu_seconds(server.pid)
-            elapsed, errs = asyncio.run(
-                run(f"http://127.0.0.1:{port}", args.requests, args.concurrency, bodies)
+        for name, src in trees.items():  # interleaved
+            env = dict(os.environ)
+            if src is not None:
+                env["PYTHONPATH"] = src
+            port = _free_port()
+            server = subprocess.Popen(
+                [sys.executable, "-m", "vlgate.testing", "--port", str(port)],
+                stdout=subprocess.DEVNULL,
+                env=env,
             )
-            cpu1 = _cpu_seconds(server.pid)
-        finally:
-            server.terminate()
-            server.wait(10)
-        errors += errs
-        rates.append(args.requests / elapsed)
-        if cpu0 is not None and cpu1 is not None and cpu1 > cpu0:
-            capacities.append(args.requests / (cpu1 - cpu0))
+            try:
+                time.sleep(1.5)  # let the server import before counting its CPU time
+                # Warm up (imports on first image, connection pool), not counted.
+                asyncio.run(run(f"http://127.0.0.1:{port}", 64, args.concurrency, bodies[-64:]))
+                cpu0 = _cpu_seconds(server.pid)
+                elapsed, errs = asyncio.run(
+                    run(f"http://127.0.0.1:{port}", args.requests, args.concurrency, bodies)
+                )
+                cpu1 = _cpu_seconds(server.pid)
+            finally:
+                server.terminate()
+                server.wait(10)
+            errors += errs
+            rates[name].append(args.requests / elapsed)
+            if cpu0 is not None and cpu1 is not None and cpu1 > cpu0:
+                capacities[name].append(args.requests / (cpu1 - cpu0))
     kind = f"distinct 320x240 JPEG frames ({len(bodies)} cycled)" if args.frames else "text-only"
     print(
         f"{args.client} client, {kind}, {args.requests} requests x {args.runs} runs, "
         f"concurrency {args.concurrency}, {errors} errors"
     )
-    print(f"  measured:        {_spread(rates)} requests/s (client and server share the CPU)")
-    if capacities:
-        print(f"  server capacity: {_spread(capacities)} requests/s per core of server CPU")
+    for name in trees:
+        label = f"[{name}] " if len(trees) > 1 else ""
+        print(
+            f"  {label}measured:        {_spread(rates[name])} requests/s "
+            "(client and server share the CPU)"
+        )
+        if capacities[name]:
+            print(
+                f"  {label}server capacity: {_spread(capacities[name])} "
+                "requests/s per core of server CPU"
+            )
+    if len(trees) > 1 and capacities["this tree"] and capacities["baseline"]:
+        ratio = statistics.median(capacities["this tree"]) / statistics.median(
+            capacities["baseline"]
+        )
+        print(f"  server capacity, this tree / baseline: {ratio:.2f}x (ratio of medians)")
 
 
 def _spread(values: list[float]) -> str:

@@ -324,3 +324,19 @@ def test_noise_is_deterministic_and_parseable() -> None:
     )
     for t in texts:
         assert "bbox_2d" in t
+
+
+def test_an_emulator_keeps_only_its_latest_requests_when_asked() -> None:
+    """A served emulator (vlgate emulate, python -m vlgate.testing) keeps a bounded record:
+    every record holds its request body, so keeping all of them grew without end."""
+    with Emulator(api_key=KEY, keep_requests=2) as emu, httpx.Client() as client:
+        for i in range(5):
+            body = {"model": "gpt-4o", "messages": [{"role": "user", "content": f"n={i}"}]}
+            r = client.post(
+                emu.openai_base + "/chat/completions",
+                json=body,
+                headers={"Authorization": f"Bearer {KEY}"},
+            )
+            assert r.status_code == 200
+        assert [rec.body["messages"][0]["content"] for rec in emu.requests] == ["n=3", "n=4"]
+        assert emu.last.body["messages"][0]["content"] == "n=4"

@@ -121,7 +121,8 @@ def emulate(
             from ..testing.scenes import make_scene
 
             scene.write_bytes(make_scene(seed=1, size=(1280, 720)).to_png_bytes())
-        emu = Emulator(api_key=key, latency=latency, host=host, port=port)
+        # Nobody reads a served emulator's records: keep a few, not every request body.
+        emu = Emulator(api_key=key, latency=latency, host=host, port=port, keep_requests=64)
         try:
             emu.start()
         except OSError as exc:

@@ -62,6 +62,7 @@ import random
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
@@ -127,6 +128,8 @@ class Emulator:
         noise: add realistic noise (fences, chatter, truncation) to grounding answers.
         retry_after: the ``Retry-After`` seconds sent with injected 429s.
         hang_seconds: how long ``hang`` faults hold the request (ended early by shutdown).
+        keep_requests: keep only the latest this many recorded requests (``None``: all). A
+            served emulator nobody inspects keeps a few: each record holds its request body.
 
     Example::
 
@@ -145,6 +148,7 @@ class Emulator:
         noise: bool = True,
         retry_after: float = 0.02,
         hang_seconds: float = 30.0,
+        keep_requests: int | None = None,
     ) -> None:
         self.api_key = api_key
         self.latency: Latency = latency
@@ -155,7 +159,7 @@ class Emulator:
         self.hang_seconds = hang_seconds
         self.faults = FaultBook()
         self._port = port
-        self._records: list[RecordedRequest] = []
+        self._records: deque[RecordedRequest] = deque(maxlen=keep_requests)
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
         self._thread: threading.Thread | None = None
@@ -1250,7 +1254,8 @@ def serve(
 
         serve(port=8765)   # blocks; Ctrl-C to stop
     """
-    emu = Emulator(api_key=api_key, latency=latency, host=host, port=port)
+    # Nothing reads the records of a served emulator: keeping every body would grow without end.
+    emu = Emulator(api_key=api_key, latency=latency, host=host, port=port, keep_requests=64)
     with emu:
         if on_ready is not None:
             on_ready(emu)
