@@ -294,3 +294,15 @@ def test_cli_provider_batch_rerun_resumes_the_same_job(
         rec = records[str(folder / f"s{i}.jpg")]
         assert rec.ok and rec.detections is not None
         assert len(rec.detections) == len(SCENES[i + 1].shapes)
+
+
+@pytest.mark.parametrize("protocol", ["anthropic", "gemini"])
+def test_a_withheld_answer_inside_a_batch_is_content_filtered(emu: Emulator, protocol: str) -> None:
+    model = _model(emu, protocol)
+    emu.script(model.route.model, ["ok", "blocked"])
+    job = model.submit_batch(SMALL_IMAGES[:2], "Describe the image")
+    job.wait(poll_interval=0.01, timeout=30)
+    first, second = job.results()
+    assert isinstance(first, vlgate.Answer)
+    assert isinstance(second, vlgate.ContentFilteredError)
+    assert second.reason == ("refusal" if protocol == "anthropic" else "SAFETY")

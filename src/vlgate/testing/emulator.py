@@ -676,7 +676,8 @@ class Emulator:
         The same parsing, image rules, vision, answer and usage as a live request; ``target``
         is the path's model target for Gemini (``gemini-2.5-flash:generateContent``). A
         scripted or random fault with a status (``"429"``, ``"500"``) for the request's model
-        fails this one request; faults about the connection do not apply. ``rec`` is recorded
+        fails this one request, ``"blocked"`` / ``"recitation"`` withhold its answer as live;
+        faults about the connection do not apply. ``rec`` is recorded
         in :attr:`requests` and filled in (status, images, answer). Returns
         ``(status, body)``: the live response body, or the protocol's error body.
         """
@@ -701,6 +702,10 @@ class Emulator:
             rec.status, rec.error = exc.status, exc.message
             body = error_body(rec.protocol, exc.status, exc.message, param=exc.param, code=exc.code)
             return exc.status, body
+        if fault is not None and fault.kind in ("blocked", "recitation"):
+            # A withheld answer is a 200 with the provider's refusal / block shape, as live.
+            rec.fault, rec.response_text = fault.spec, None
+            return 200, _filtered(variant, parsed, fault.kind, (reply.usage[0], 0))[0]
         return 200, _render(variant, parsed, reply.content, reply.finish, reply.usage)
 
     def _parse(self, request: web.Request, rec: RecordedRequest, variant: str) -> Parsed:
