@@ -306,3 +306,20 @@ def test_a_withheld_answer_inside_a_batch_is_content_filtered(emu: Emulator, pro
     assert isinstance(first, vlgate.Answer)
     assert isinstance(second, vlgate.ContentFilteredError)
     assert second.reason == ("refusal" if protocol == "anthropic" else "SAFETY")
+
+
+@pytest.mark.parametrize("protocol", ["anthropic", "gemini"])
+def test_point_task_points_inside_each_images_shapes(emu: Emulator, protocol: str) -> None:
+    picks = [1, 3, 13]  # two of them pre-resized: points come back in original pixels
+    model = _model(emu, protocol)
+    job = model.submit_batch([IMAGES[i] for i in picks], "shape", task="point")
+    job.wait(poll_interval=0.01, timeout=30)
+    for i, points in zip(picks, job.results(), strict=True):
+        assert isinstance(points, vlgate.Points) and points.image_size == SCENES[i].size
+        assert len(points) == len(SCENES[i].shapes)
+        for p in points:
+            x, y = p.xy
+            assert any(
+                b[0] - 8 <= x <= b[2] + 8 and b[1] - 8 <= y <= b[3] + 8
+                for b in (s.box for s in SCENES[i].shapes)
+            ), (i, p.xy)
