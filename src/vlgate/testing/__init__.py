@@ -20,7 +20,9 @@ Public API::
 Modules: :mod:`.emulator` (server), :mod:`.wire` (protocols), :mod:`.rules` (image limits),
 :mod:`.faults` (outcome syntax), :mod:`.answers` (intent rules), :mod:`.families` (coordinate
 conventions), :mod:`.vision` (shape finder), :mod:`.scenes` (test images),
-:mod:`.pytest_plugin` (fixtures ``emulator``, ``emulator_session``).
+:mod:`.pytest_plugin` (fixtures ``emulator``, ``emulator_session``); the Batch APIs:
+:mod:`.batches` (OpenAI, ``emu.batches``), :mod:`.batches_native` (Anthropic Message Batches,
+Gemini batch mode; ``native_batches(emu)``) and :mod:`.gemini_files` (Gemini Files API).
 
 Importing this package is light: the server (aiohttp) loads on first use of ``Emulator``.
 """
