@@ -45,12 +45,14 @@ _INLINE_HEAD = b'{"request":'
 _ENVELOPE = b'{"batch":{"displayName":"","inputConfig":{"requests":{"requests":[]}}}}'
 
 
-def _file_line(line: BatchLine) -> bytes:
-    """An inline item ``{"request": R, "metadata": {"key": K}}`` as a JSONL input line
-    ``{"key": K, "request": R}``."""
-    tail = b',"metadata":{"key":' + dumps(line.custom_id) + b"}}"
-    request = line.data[len(_INLINE_HEAD) : len(line.data) - len(tail)]
-    return b'{"key":' + dumps(line.custom_id) + b',"request":' + request + b"}"
+def _file_parts(line: BatchLine) -> tuple[bytes | memoryview, ...]:
+    """An inline item ``{"request": R, "metadata": {"key": K}}`` as the pieces of a JSONL input
+    line ``{"key": K, "request": R}`` and its newline; ``R`` is a view, not a copy (a job of
+    images is large)."""
+    key = dumps(line.custom_id)
+    tail = len(b',"metadata":{"key":') + len(key) + len(b"}}")
+    request = memoryview(line.data)[len(_INLINE_HEAD) : len(line.data) - tail]
+    return (b'{"key":', key, b',"request":', request, b"}\n")
 
 
 _STATES: dict[str, BatchState] = {
@@ -106,7 +108,7 @@ class GeminiBatchApi(BatchApi):
 
     def encode(self, custom_id: str, request: ChatRequest) -> BatchLine:
         body, dropped = self._provider.body(request)
-        # Serialised by hand so that _file_line() can re-frame it without parsing it again.
+        # Serialised by hand so that _file_parts() can re-frame it without parsing it again.
         data = _INLINE_HEAD + dumps(body) + b',"metadata":{"key":' + dumps(custom_id) + b"}}"
         return BatchLine(custom_id, data, dropped)
 
@@ -117,16 +119,15 @@ class GeminiBatchApi(BatchApi):
         cap = self.spec.inline_max_bytes
         if cap is None or inline <= cap:
             return inline
-        return sum(len(_file_line(line)) + 1 for line in lines)
+        return sum(len(part) for line in lines for part in _file_parts(line))
 
     async def submit(self, lines: Sequence[BatchLine], *, display_name: str) -> str:
         cap = self.spec.inline_max_bytes
         inline = len(_ENVELOPE) + 256 + sum(len(line.data) + 1 for line in lines)
         head = dumps({"displayName": display_name})[:-1]  # '{"displayName":"..."'
         if cap is not None and inline > cap:
-            file_name = await self._upload(
-                b"".join(_file_line(line) + b"\n" for line in lines), display_name
-            )
+            jsonl = b"".join(part for line in lines for part in _file_parts(line))
+            file_name = await self._upload(jsonl, display_name)
             body = b'{"batch":' + head + b',"inputConfig":{"fileName":' + dumps(file_name) + b"}}}"
         else:
             body = (
