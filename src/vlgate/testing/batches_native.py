@@ -349,17 +349,7 @@ class _Http:
             body: Any = json.loads(raw) if raw else None
         except ValueError:
             body = None
-        rec = RecordedRequest(
-            protocol=protocol,
-            method=request.method,
-            path=request.path,
-            query=dict(request.query),
-            headers={k.lower(): v for k, v in request.headers.items()},
-            body=body,
-            t_received=time.time(),
-        )
-        with self.emu._lock:
-            self.emu._records.append(rec)
+        rec = self.emu._received(request, protocol, body)
         problem = self.emu._auth(request, protocol, protocol)
         if problem is not None:
             return rec, raw, self._error(rec, problem.status, problem.message)

@@ -117,18 +117,7 @@ class _Http:
         self.store = gemini_files(emu)
 
     def _record(self, request: web.Request, body: Any) -> RecordedRequest:
-        rec = RecordedRequest(
-            protocol="gemini",
-            method=request.method,
-            path=request.path,
-            query=dict(request.query),
-            headers={k.lower(): v for k, v in request.headers.items()},
-            body=body,
-            t_received=time.time(),
-        )
-        with self.emu._lock:
-            self.emu._records.append(rec)
-        return rec
+        return self.emu._received(request, "gemini", body)
 
     def _error(
         self, rec: RecordedRequest, status: int, message: str, headers: dict[str, str] | None = None
