@@ -40,9 +40,6 @@ class AnthropicBatchApi(BatchApi):
         self._provider = provider
         self._url = provider._url + "/batches"
 
-    def _where(self) -> dict[str, Any]:
-        return {"provider": self._provider.route.provider.name, "model": self._provider.route.model}
-
     @property
     def _timeout(self) -> float:
         return self._provider.config.timeout
@@ -63,7 +60,7 @@ class AnthropicBatchApi(BatchApi):
         data = http.json_of(status, headers, raw)
         batch_id = data.get("id")
         if not isinstance(batch_id, str) or not batch_id:
-            raise malformed_answer("no batch 'id'", **self._where())
+            raise malformed_answer("no batch 'id'", **self._provider._where())
         return batch_id
 
     async def _get(self, batch_id: str) -> dict[str, Any]:
@@ -87,7 +84,7 @@ class AnthropicBatchApi(BatchApi):
             raise errors.ProviderError(
                 f"batch {job_id} has no results yet (processing_status {state!r})",
                 retryable=True,
-                **self._where(),
+                **self._provider._where(),
             )
         raw = await self._provider._http.get_bytes(url, timeout=self._timeout)
         out: dict[str, Completion | errors.VlgateError] = {}
@@ -97,11 +94,15 @@ class AnthropicBatchApi(BatchApi):
             try:
                 entry = json.loads(line)
             except ValueError:
-                raise malformed_answer("a results line is not JSON", **self._where()) from None
+                raise malformed_answer(
+                    "a results line is not JSON", **self._provider._where()
+                ) from None
             cid = entry.get("custom_id") if isinstance(entry, dict) else None
             result = entry.get("result") if isinstance(entry, dict) else None
             if not isinstance(cid, str) or not isinstance(result, dict):
-                raise malformed_answer("a results line has no custom_id/result", **self._where())
+                raise malformed_answer(
+                    "a results line has no custom_id/result", **self._provider._where()
+                )
             value = self._result(result)
             if value is not None:
                 out[cid] = value
@@ -112,7 +113,9 @@ class AnthropicBatchApi(BatchApi):
         if kind == "succeeded":
             message = result.get("message")
             if not isinstance(message, dict):
-                return malformed_answer("a succeeded result has no message", **self._where())
+                return malformed_answer(
+                    "a succeeded result has no message", **self._provider._where()
+                )
             try:
                 return self._provider.completion_from(message, {})
             except errors.VlgateError as exc:
@@ -125,7 +128,7 @@ class AnthropicBatchApi(BatchApi):
                 _ERROR_STATUS.get(str(kind_name), 500),
                 dumps(error),
                 secrets=(self._provider._api_key,),
-                **self._where(),
+                **self._provider._where(),
             )
         # canceled / expired: not answered; the orchestrator reports them as such.
         return None

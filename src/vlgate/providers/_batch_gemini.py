@@ -99,9 +99,6 @@ class GeminiBatchApi(BatchApi):
         self._download = f"{parts.scheme}://{parts.netloc}/download{parts.path}"
         self._upload_url = f"{parts.scheme}://{parts.netloc}/upload{parts.path}/files"
 
-    def _where(self) -> dict[str, Any]:
-        return {"provider": self._provider.route.provider.name, "model": self._provider.route.model}
-
     @property
     def _timeout(self) -> float:
         return self._provider.config.timeout
@@ -142,7 +139,7 @@ class GeminiBatchApi(BatchApi):
         data = http.json_of(status, headers, raw)
         name = data.get("name")
         if not isinstance(name, str) or not name.startswith("batches/"):
-            raise malformed_answer("no batch 'name' in the operation", **self._where())
+            raise malformed_answer("no batch 'name' in the operation", **self._provider._where())
         return name
 
     async def _upload(self, data: bytes, display_name: str) -> str:
@@ -162,7 +159,9 @@ class GeminiBatchApi(BatchApi):
         http.json_of(status, headers, raw)
         url = headers.get("X-Goog-Upload-URL")
         if not url:
-            raise malformed_answer("the upload start gave no X-Goog-Upload-URL", **self._where())
+            raise malformed_answer(
+                "the upload start gave no X-Goog-Upload-URL", **self._provider._where()
+            )
         finish = {
             "X-Goog-Upload-Command": "upload, finalize",
             "X-Goog-Upload-Offset": "0",
@@ -172,7 +171,7 @@ class GeminiBatchApi(BatchApi):
         file = http.json_of(status, headers, raw).get("file")
         name = file.get("name") if isinstance(file, dict) else None
         if not isinstance(name, str) or not name.startswith("files/"):
-            raise malformed_answer("the upload answered no file name", **self._where())
+            raise malformed_answer("the upload answered no file name", **self._provider._where())
         return name
 
     def _name(self, job_id: str) -> str:
@@ -213,7 +212,7 @@ class GeminiBatchApi(BatchApi):
             raise errors.ProviderError(
                 f"batch {job_id} has no results yet (state {state!r})",
                 retryable=True,
-                **self._where(),
+                **self._provider._where(),
             )
         # Items a cancelled or expired job never ran come back as CANCELLED (1) or
         # DEADLINE_EXCEEDED (4) errors: left out, the orchestrator reports them as not run.
@@ -246,7 +245,7 @@ class GeminiBatchApi(BatchApi):
         status = _HTTP_OF_CODE.get(code, 500) if isinstance(code, int) else 500
         body = {"error": {"code": status, "message": str(error.get("message") or "error")}}
         return error_for_status(
-            status, dumps(body), secrets=(self._provider._api_key,), **self._where()
+            status, dumps(body), secrets=(self._provider._api_key,), **self._provider._where()
         )
 
 
