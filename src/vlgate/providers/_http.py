@@ -30,7 +30,8 @@ from .base import ChatRequest, Provider
 
 if TYPE_CHECKING:
     from ..config import ModelConfig
-    from ..registry import Route
+    from ..registry import BatchSpec, Route
+    from ._batch import BatchApi
 
 __all__ = ["HttpClient", "HttpProvider", "dumps"]
 
@@ -413,6 +414,21 @@ class HttpProvider(Provider):
                 **self._where(),
             )
         return chunk
+
+    def batch_api(self) -> BatchApi | None:
+        """The Batch API the registry row names (``ProviderSpec.batch``) through this provider's
+        :meth:`batch_adapter`; ``None`` when the row names none."""
+        name = self.route.provider.batch
+        if name is None:
+            return None
+        from ..registry import BATCH_APIS
+
+        return self.batch_adapter(BATCH_APIS[name])
+
+    def batch_adapter(self, spec: BatchSpec) -> BatchApi:
+        """The :class:`~vlgate.providers._batch.BatchApi` speaking this provider's Batch API
+        (``spec``); asked only when the registry row names one."""
+        raise NotImplementedError(f"{type(self).__name__} has no Batch API adapter")
 
     async def warmup(self) -> None:
         """Open the connection to the endpoint now (``VlModel.start``; ``HttpClient.warm``)."""

@@ -29,13 +29,14 @@ from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import errors
-from ..registry import BATCH_APIS, PARAMS
+from ..registry import PARAMS
 from ._errors import error_for_status, malformed_answer
 from ._http import HttpProvider
 from .base import ChatRequest, Completion, Message, Usage
 from .params import place
 
 if TYPE_CHECKING:
+    from ..registry import BatchSpec
     from ._batch import BatchApi
 
 __all__ = ["DEFAULT_MAX_TOKENS", "AnthropicProvider", "anthropic_schema", "messages_url"]
@@ -284,15 +285,11 @@ class AnthropicProvider(HttpProvider):
         if counts:
             yield _usage(counts, requests=0)
 
-    def batch_api(self) -> BatchApi | None:
-        """Message Batches (``providers/_batch_anthropic.py``), or ``None``
-        when the registry row names no batch API."""
-        batch = self.route.provider.batch
-        if batch is None:
-            return None
+    def batch_adapter(self, spec: BatchSpec) -> BatchApi:
+        """Message Batches (``providers/_batch_anthropic.py``)."""
         from ._batch_anthropic import AnthropicBatchApi
 
-        return AnthropicBatchApi(BATCH_APIS[batch], self)
+        return AnthropicBatchApi(spec, self)
 
 
 def _count(counts: dict[str, Any], usage: Any) -> None:

@@ -32,13 +32,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .. import errors
-from ..registry import BATCH_APIS, GENERATION, PARAMS
+from ..registry import GENERATION, PARAMS
 from ._errors import malformed_answer
 from ._http import HttpProvider
 from .base import ChatRequest, Completion, Message, Usage
 from .params import place
 
 if TYPE_CHECKING:
+    from ..registry import BatchSpec
     from ._batch import BatchApi
 
 __all__ = ["FILTERED_REASONS", "GeminiProvider", "gemini_base"]
@@ -213,15 +214,11 @@ class GeminiProvider(HttpProvider):
         if isinstance(counts, dict):
             yield _usage(counts, requests=0)
 
-    def batch_api(self) -> BatchApi | None:
-        """Gemini batch mode (``providers/_batch_gemini.py``), or ``None``
-        when the registry row names no batch API."""
-        batch = self.route.provider.batch
-        if batch is None:
-            return None
+    def batch_adapter(self, spec: BatchSpec) -> BatchApi:
+        """Gemini batch mode (``providers/_batch_gemini.py``)."""
         from ._batch_gemini import GeminiBatchApi
 
-        return GeminiBatchApi(BATCH_APIS[batch], self)
+        return GeminiBatchApi(spec, self)
 
 
 def _text(candidate: dict[str, Any]) -> str:

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
-from ..registry import BATCH_APIS, PARAMS, param_table
+from ..registry import PARAMS, param_table
 from ._errors import malformed_answer
 from ._http import HttpProvider
 from .base import ChatRequest, Completion, Usage, response_format, to_openai_messages
@@ -27,7 +27,7 @@ from .params import openai_image_parts, place
 
 if TYPE_CHECKING:
     from ..config import ModelConfig
-    from ..registry import Route
+    from ..registry import BatchSpec, Route
     from ._batch import BatchApi
 
 __all__ = ["OpenAICompatProvider"]
@@ -62,15 +62,11 @@ class OpenAICompatProvider(HttpProvider):
             body["response_format"] = fmt
         return body, dropped
 
-    def batch_api(self) -> BatchApi | None:
-        """OpenAI's Batch API (``/files`` + ``/batches`` next to ``/chat/completions``) for a
-        provider whose registry row names one; ``None`` for the other OpenAI-compatible servers."""
-        name = self.route.provider.batch
-        if name is None:
-            return None
+    def batch_adapter(self, spec: BatchSpec) -> BatchApi:
+        """OpenAI's Batch API: ``/files`` + ``/batches`` next to ``/chat/completions``."""
         from ._batch_openai import OpenAIBatchApi
 
-        return OpenAIBatchApi(BATCH_APIS[name], self)
+        return OpenAIBatchApi(spec, self)
 
     async def complete(self, request: ChatRequest) -> Completion:
         body, dropped = self.body(request)
