@@ -7,7 +7,9 @@
    SDK's own cold start (``import openai`` + ``OpenAI()`` + ``chat.completions.create`` with the
    same image as a data URI); time from the first line of the script to the answer.
 
-Runs are interleaved (one of each per round) and repeated; medians with min-max are printed.
+Runs are interleaved (one of each per round) and repeated; medians with min-max are printed,
+and each ratio is paired: the median [min-max] over rounds of a run divided by its reference's
+run of the same round.
 
     python benchmarks/cold_start.py [--repeat 5]
 """
@@ -79,6 +81,12 @@ def summary(values: list[float]) -> str:
     return f"{statistics.median(values):6.3f} s [{min(values):.3f}-{max(values):.3f}]"
 
 
+def paired(values: list[float], ref: list[float]) -> str:
+    """Median [min-max] of the per-round ratios ``values[i] / ref[i]``."""
+    r = [v / b for v, b in zip(values, ref, strict=True)]
+    return f"{statistics.median(r):5.2f}x [{min(r):.2f}-{max(r):.2f}]"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=5)
@@ -116,17 +124,16 @@ def main() -> None:
                 inproc[f"vlgate {model.split('/')[0]}/"].append(secs)
 
     print(f"1. `vlgate query` CLI process, {args.repeat} interleaved runs, median [min-max]")
-    ref_wall = statistics.median(cli["openai/gpt-4o-mini"][0])
-    ref_cpu = statistics.median(cli["openai/gpt-4o-mini"][1])
+    ref_wall, ref_cpu = cli["openai/gpt-4o-mini"]
     for model, (walls, cpus) in cli.items():
         print(
-            f"  {model:38s} wall {summary(walls)}  {statistics.median(walls) / ref_wall:5.2f}x"
-            f"   CPU {summary(cpus)}  {statistics.median(cpus) / ref_cpu:5.2f}x  (vs openai/)"
+            f"  {model:38s} wall {summary(walls)}  {paired(walls, ref_wall)}"
+            f"   CPU {summary(cpus)}  {paired(cpus, ref_cpu)}  (vs openai/)"
         )
     print("\n2. import + create + first answer in a fresh interpreter, median [min-max]")
-    ref = statistics.median(inproc["openai SDK"])
+    ref = inproc["openai SDK"]
     for name, values in inproc.items():
-        print(f"  {name:38s} {summary(values)}  {statistics.median(values) / ref:5.2f}x SDK")
+        print(f"  {name:38s} {summary(values)}  {paired(values, ref)} SDK")
 
 
 if __name__ == "__main__":
