@@ -145,11 +145,12 @@ class Engine:
     ) -> EncodedImage:
         """:meth:`encode` in the worker pool (unless tiny): resize, JPEG and base64 never stall
         the event loop."""
-        return await pipeline.cpu_bound(self._encode_b64, image, params, n_images)
+        return await pipeline.cpu_bound(self.encode_b64, image, params, n_images)
 
-    def _encode_b64(
+    def encode_b64(
         self, image: Image, params: dict[str, Any] | None, n_images: int
     ) -> EncodedImage:
+        """:meth:`encode` with its base64 computed (and cached) too."""
         encoded = self.encode(image, params, n_images)
         encoded.b64  # noqa: B018 - computed here (cached), not on the loop building the body
         return encoded

@@ -226,6 +226,22 @@ class VlModel:
         # Decoding is CPU work: the worker pool, never the event loop.
         return await pipeline.cpu_bound(Image.load, image)
 
+    async def _load_encoded(self, image: ImageInput, params: dict[str, Any]) -> Image:
+        """:meth:`_load`, and on a one-route model a small numpy frame is read in place instead
+        of copied: it is encoded here, before anything else runs on the loop, and that encoding
+        is all the call uses (retries reuse it; no fallback route re-encodes). A model with
+        fallbacks keeps its own copy, since a fallback encodes again later."""
+        if len(self._engines) == 1 and pipeline.encodes_inline(image):
+            borrowed = Image._borrow(image)
+            if borrowed is not None:
+                try:
+                    self._primary.encode_b64(borrowed, params, 1)
+                except VlgateError:
+                    pass  # raised again, where it always is, by the usual path below
+                else:
+                    return borrowed
+        return await self._load(image)
+
     def _run(self, op: Callable[[Engine], Awaitable[T]], name: str) -> Awaitable[T]:
         return self._loop.run(op, name)
 
@@ -253,7 +269,7 @@ class VlModel:
             >>> model.query("shelf.jpg", "Which shelf is empty?", temperature=0)  # doctest: +SKIP
             'The top shelf.'
         """
-        return await self._ask(await self._load(image), prompt, kwargs)
+        return await self._ask(await self._load_encoded(image, kwargs), prompt, kwargs)
 
     async def acaption(self, image: ImageInput, **kwargs: Any) -> Answer:
         """A short description of the image.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import sys
 import threading
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, Union
@@ -14,7 +15,15 @@ from PIL import Image as PILImage
 from ..errors import ImageError
 from ..registry import ImageLimits
 from ._lazy import LazyNumpy
-from .encode import NO_LIMITS, EncodedImage, check_format, encode_uncached, fit, target_size
+from .encode import (
+    NO_LIMITS,
+    EncodedImage,
+    check_format,
+    encode_uncached,
+    fit,
+    jpeg,
+    target_size,
+)
 from .fetch import fetch_async, fetch_sync, safe_url
 from .frame import Frame
 from .load import (
@@ -223,6 +232,26 @@ class Image:
             order = [2, 1, 0] if arr.shape[2] == 3 else [2, 1, 0, 3]
             arr = np.ascontiguousarray(arr[..., order])
         return cls._from_decoded(from_array(arr, copied=True))
+
+    @classmethod
+    def _borrow(cls, source: object) -> Image | None:
+        """``source`` read in place through a read-only view (no copy) when it is already an
+        HxWx3 uint8 C-contiguous numpy array and simplejpeg encodes it; ``None`` otherwise.
+
+        Private: :meth:`Image.load` copies arrays because a caller may reuse the buffer. Only a
+        caller that encodes at once, before anything else can run, and never reads the pixels
+        again, may skip that copy (``VlModel`` on a one-route model, a small frame).
+        """
+        numpy = sys.modules.get("numpy")
+        if numpy is None or not isinstance(source, numpy.ndarray) or jpeg() is None:
+            return None
+        if source.dtype != numpy.uint8 or source.ndim != 3 or source.shape[2] != 3:
+            return None
+        if not source.flags.c_contiguous:
+            return None
+        view = _normalise_array(source, "array", MAX_PIXELS).view()  # shape and size checks
+        view.flags.writeable = False  # the view's flag only: the caller's array stays writable
+        return cls(arr=view)
 
     # -- properties ----------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, 
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-__all__ = ["as_completed", "collect", "cpu_bound", "offload", "worker_pool"]
+__all__ = ["as_completed", "collect", "cpu_bound", "encodes_inline", "offload", "worker_pool"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -81,6 +81,17 @@ def _small(obj: Any) -> bool:
     if isinstance(obj, bytes | bytearray | memoryview):
         return len(obj) <= _INLINE_BYTES
     return False  # a path (file I/O) or anything unknown
+
+
+def encodes_inline(subject: Any) -> bool:
+    """Whether :func:`cpu_bound` works on ``subject`` inline, on the calling thread (a small
+    image), rather than in the worker pool.
+
+    Example:
+        >>> encodes_inline(b"tiny"), encodes_inline("photo.jpg")
+        (True, False)
+    """
+    return _small(subject)
 
 
 async def cpu_bound(fn: Callable[..., T], subject: Any, /, *args: Any) -> T:
