@@ -3,7 +3,8 @@
 Every answer must be delivered, in input order, each one about its own image (asked for the
 image's width and height as JSON, the emulator names the size of the image it received, and
 every image here has a unique size), and the
-attempts vlgate reports must add up to exactly what reached the emulator.
+attempts vlgate reports must add up to what reached the emulator (a few more under heavy load:
+see the comment at the assertion).
 """
 
 from __future__ import annotations
@@ -75,7 +76,10 @@ def test_soak_2000_requests_with_30_percent_transient_faults() -> None:
         f"\nsoak: {N} answers in {elapsed:.1f}s ({N / elapsed:.0f}/s); {len(requests)} requests, "
         f"{attempts} attempts reported, {ok} answered 200; faults {dict(faults)}"
     )
-    assert attempts == len(requests)
+    # Every request that arrived was an attempt vlgate counted. The reverse can miss by a few on
+    # a loaded machine: an attempt whose 1 s client timeout fires before the busy emulator has
+    # read it off the socket is counted by the client but never recorded by the server.
+    assert len(requests) <= attempts <= len(requests) + N // 500
     assert sum(faults.values()) >= 0.2 * len(requests)
     assert set(faults) == set(FAULTS)
     # Each request got exactly one 200 unless a slow answer lost to the client timeout (a few on
