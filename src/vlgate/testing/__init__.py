@@ -17,7 +17,9 @@ Public API::
         emu.rate_limit("gpt-4o", rpm=60)
         emu.latency = 0.2
 
-Modules: :mod:`.emulator` (server), :mod:`.wire` (protocols), :mod:`.rules` (image limits),
+Modules: :mod:`.emulator` (server, public API, routes), :mod:`.handlers` (the request path:
+auth, parsing, faults, answering), :mod:`.render` (response bodies and streams per protocol),
+:mod:`.wire` (protocols), :mod:`.rules` (image limits),
 :mod:`.faults` (outcome syntax), :mod:`.answers` (intent rules), :mod:`.families` (coordinate
 conventions), :mod:`.vision` (shape finder), :mod:`.scenes` (test images),
 :mod:`.pytest_plugin` (fixtures ``emulator``, ``emulator_session``); the Batch APIs:
