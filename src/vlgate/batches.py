@@ -19,6 +19,16 @@ Persisted facts, so a job survives a restart (``BatchJob.resume(job_id, model)``
   size the model sees. That is all a resumed job needs to put results in input order and to map
   boxes and points back to pixels of the original image, as live calls do.
 
+What comes back is read as hostile (the id may have been stored and edited, the results file is
+a server's): an id is at most ``_MAX_ID`` characters, its fields are type-checked, its count
+is at most the API's requests per job times its jobs and each provider job id is a plain name
+(:func:`~vlgate.providers._batch.safe_id`), else ``ConfigError`` and nothing is sent. A result
+whose custom id is not vlgate's pattern, or names an index past the job's count, is ignored;
+two results for one image keep the answer over an error and the first answer over a later one.
+The sizes a custom id names are trusted (the job does not keep the images): boxes and points are
+mapped to, and clamped within, that size. Every image without a usable result is a
+``ProviderError`` item, so ``results()`` always has ``len(job)`` items in input order.
+
 Results (``BatchJob.results()``), in input order, one per image: an :class:`~vlgate.Answer`
 (``task="query"``), the parsed JSON (``"json"``; a pydantic instance when ``schema`` is a model
 class), :class:`~vlgate.Detections` (``"detect"``) or :class:`~vlgate.Points` (``"point"``); a
@@ -50,7 +60,15 @@ from .errors import ConfigError, ProviderError, ResponseError, TimeoutError, Vlg
 from .grounding import Detections, Points
 from .image import Image, ImageInput
 from .providers import Completion, Usage
-from .providers._batch import CUSTOM_ID, TERMINAL, BatchApi, BatchLine, BatchState, BatchStatus
+from .providers._batch import (
+    CUSTOM_ID,
+    TERMINAL,
+    BatchApi,
+    BatchLine,
+    BatchState,
+    BatchStatus,
+    safe_id,
+)
 from .runtime import pipeline
 from .runtime.loop import run_sync
 from .runtime.retry import RetryPolicy
@@ -68,6 +86,10 @@ T = TypeVar("T")
 BatchTask = Literal["query", "json", "detect", "point"]
 _TASKS = ("query", "json", "detect", "point")
 _PREFIX = "vlb1_"
+_MAX_ID = 16_384
+"""Characters in a ``BatchJob.id`` (about 150 provider job ids and a long target)."""
+_MAX_COUNT = 10_000_000
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _LOAD_WINDOW = 8
 
 
@@ -138,22 +160,32 @@ class _Ref:
                 f"{_PREFIX!r}; for a provider's own job id pass task= to resume)"
             )
         body = job_id[len(_PREFIX) :]
+        damaged = ConfigError(f"a damaged vlgate batch id: {job_id[:40]!r}...")
+        if len(job_id) > _MAX_ID or not _B64URL.fullmatch(body):
+            raise damaged
         try:
             raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
             data = json.loads(raw)
-            task = data["t"]
-            if task not in _TASKS:
-                raise ValueError(task)
-            return cls(
-                provider=str(data["p"]),
-                model=str(data["m"]),
-                jobs=tuple(str(j) for j in data["j"]),
-                task=task,
-                target=data.get("q"),
-                count=int(data["n"]),
-            )
-        except (ValueError, KeyError, TypeError, binascii.Error):
-            raise ConfigError(f"a damaged vlgate batch id: {job_id[:40]!r}...") from None
+        except (ValueError, binascii.Error, RecursionError):
+            raise damaged from None
+        if not isinstance(data, dict):
+            raise damaged
+        provider, model, jobs, task = data.get("p"), data.get("m"), data.get("j"), data.get("t")
+        target, count = data.get("q"), data.get("n")
+        if not (
+            isinstance(provider, str)
+            and isinstance(model, str)
+            and isinstance(jobs, list)
+            and jobs
+            and all(safe_id(j) for j in jobs)
+            and task in _TASKS
+            and (target is None or isinstance(target, str))
+            and isinstance(count, int)
+            and not isinstance(count, bool)
+            and 1 <= count <= _MAX_COUNT
+        ):
+            raise damaged
+        return cls(provider, model, tuple(jobs), task, target, count)
 
 
 class BatchJob:
@@ -245,9 +277,13 @@ class BatchJob:
         """
         engine = model._primary
         route = engine.route
+        if not isinstance(job_id, str):
+            raise ConfigError(f"a batch id is a string, not {type(job_id).__name__}")
         if task is not None and not job_id.startswith(_PREFIX):
             if task not in _TASKS:
                 raise ConfigError(f"task must be one of {', '.join(_TASKS)}")
+            if not safe_id(job_id):
+                raise ConfigError(f"not a provider batch id: {job_id[:40]!r}")
             ref = _Ref(route.provider.name, route.model, (job_id,), task, target, 0)
         else:
             ref = _Ref.decode(job_id)
@@ -255,6 +291,10 @@ class BatchJob:
             raise ConfigError(
                 f"batch {ref.jobs[0]} was submitted to {ref.provider}/{ref.model}; resume it "
                 f"with that model, not {route.provider.name}/{route.model}"
+            )
+        if ref.count > len(ref.jobs) * _batch_api(engine).spec.max_requests:
+            raise ConfigError(
+                f"a damaged vlgate batch id: {ref.count} images in {len(ref.jobs)} job(s)"
             )
         return cls(model, ref, schema=schema)
 
@@ -338,12 +378,17 @@ class BatchJob:
         self._usage = Usage()
         found: dict[int, tuple[Answer | VlgateError, Any]] = {}
         unanswered: dict[int, VlgateError] = {}
+        # A provider job id given without its count: as many as the provider says it holds.
+        count = self._ref.count or sum(s.total for s in statuses)
+        count = min(count, len(self._ref.jobs) * self._api.spec.max_requests)
         for job_id, status in zip(self._ref.jobs, statuses, strict=True):
             items = await self._call(partial(self._api.results, job_id))
-            for cid, outcome in items.items():
+            # Answers first: an image with an answer and an error keeps the answer.
+            ordered = sorted(items.items(), key=lambda kv: isinstance(kv[1], VlgateError))
+            for cid, outcome in ordered:
                 facts = ItemFacts.parse(cid)
-                if facts is None:
-                    log.debug("batch %s: result with a foreign custom_id %r ignored", job_id, cid)
+                if facts is None or facts.index >= count or facts.index in found:
+                    log.debug("batch %s: result for custom_id %r ignored", job_id, cid[:80])
                     continue
                 found[facts.index] = self._finish(facts, outcome)
             if status.state != "completed" or status.errors:
@@ -354,8 +399,7 @@ class BatchJob:
                     model=self._ref.model,
                     retryable=False,
                 )
-                unanswered.update({i: error for i in range(self._ref.count)})
-        count = self._ref.count or (max(found) + 1 if found else 0)
+                unanswered.update({i: error for i in range(count)})
         out: list[tuple[Answer | VlgateError, Any]] = []
         for i in range(count):
             if i in found:

@@ -152,6 +152,11 @@ async def run_provider_batch(
     job: BatchJob
     if isinstance(entry, dict) and isinstance(entry.get("job_id"), str):
         job = BatchJob.resume(entry["job_id"], model, schema=task.schema)
+        if len(job) != len(todo) or job.task != task.kind:
+            raise ConfigError(
+                f"the state file {sfile} names a {job.task} job of {len(job)} images for these "
+                f"{len(todo)} images; it was edited or damaged (remove that file to submit anew)"
+            )
         outcome.resumed = True
     else:
         kind = task.kind

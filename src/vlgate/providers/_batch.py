@@ -28,15 +28,25 @@ Contract for an adapter (one per protocol: OpenAI, Anthropic, Gemini):
 Every failure of these calls is a vlgate error (the shared :class:`~vlgate.providers._http.
 HttpClient` maps statuses and transport faults). Custom ids match ``^[a-zA-Z0-9_-]{1,64}$``
 (Anthropic's rule, used for every protocol).
+
+What comes back is read as hostile (a results file is downloaded from a server; a job id may
+have been stored and edited): a job or file id goes into a URL only if :func:`safe_id` accepts
+it; a results file is read up to :data:`RESULTS_MAX_BYTES` (past it, a non-retried
+``ProviderError``) and split by :func:`jsonl_objects`, which skips, and logs, lines that are
+over :data:`LINE_MAX_BYTES`, not JSON, not UTF-8 or not an object: their items come back as
+"no result" errors, the other items as answered. Counts go through
+:func:`~vlgate.providers.base.count_of` (no negative, string or non-finite count).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from ..errors import VlgateError
@@ -50,7 +60,12 @@ __all__ = [
     "BatchLine",
     "BatchState",
     "BatchStatus",
+    "jsonl_objects",
+    "keep",
+    "safe_id",
 ]
+
+log = logging.getLogger("vlgate")
 
 BatchState = Literal[
     "validating",
@@ -70,6 +85,69 @@ TERMINAL: frozenset[str] = frozenset({"completed", "failed", "expired", "cancell
 
 CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 """What every custom id matches (Anthropic's pattern, the strictest of the three APIs)."""
+
+
+RESULTS_MAX_BYTES = 1 << 30
+"""The largest results file vlgate downloads (1 GiB; a job's input is at most 200 MB to 2 GB
+of mostly images, its answers are text)."""
+LINE_MAX_BYTES = 16 << 20
+"""The largest results line read (one answer); a longer one is skipped."""
+
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,199}(?:/[A-Za-z0-9][A-Za-z0-9_-]{0,199})?")
+
+
+def safe_id(value: object) -> bool:
+    """Whether ``value`` may be put in a URL path as a provider's job or file id: letters,
+    digits, ``_`` and ``-``, with at most one inner ``/`` (Gemini's ``batches/…``,
+    ``files/…``); never ``..``, ``?``, ``#``, ``%`` or a space.
+
+    Example:
+        >>> safe_id("batch_abc"), safe_id("batches/x1"), safe_id("../files"), safe_id("a?b")
+        (True, True, False, False)
+    """
+    return isinstance(value, str) and _SAFE_ID.fullmatch(value) is not None
+
+
+def jsonl_objects(raw: bytes, where: str = "results file") -> list[dict[str, Any]]:
+    """The JSON objects of a downloaded JSONL file; lines that are blank are ignored, lines
+    that are too long, not UTF-8 JSON or not an object are skipped and logged (their items
+    then have no result, reported as such).
+
+    Example:
+        >>> jsonl_objects(b'{"a": 1}\n[1]\nnot json\n\n{"b": 2}')
+        [{'a': 1}, {'b': 2}]
+    """
+    out: list[dict[str, Any]] = []
+    skipped = 0
+    for line in raw.splitlines():
+        if not line.strip():
+            continue
+        try:
+            if len(line) > LINE_MAX_BYTES:
+                raise ValueError("too long")
+            entry = json.loads(line)
+        except (ValueError, RecursionError):
+            entry = None
+        if isinstance(entry, dict):
+            out.append(entry)
+        else:
+            skipped += 1
+    if skipped:
+        log.warning("%s: %d unreadable line(s) skipped", where, skipped)
+    return out
+
+
+def keep(
+    out: dict[str, Completion | VlgateError], key: str, value: Completion | VlgateError
+) -> None:
+    """Record ``value`` for ``key`` unless a better one is there: when a results file holds two
+    lines for one item, an answer wins over an error and the first answer over a later one
+    (nothing shifts: results are matched by custom id, never by position)."""
+    from ..errors import VlgateError
+
+    kept = out.get(key)
+    if kept is None or (isinstance(kept, VlgateError) and not isinstance(value, VlgateError)):
+        out[key] = value
 
 
 @dataclass(frozen=True)

@@ -8,20 +8,33 @@ parameters and structured output); ``GET /v1/messages/batches/{id}`` for ``proce
 the results are the JSONL at ``results_url`` (set once the batch has ended), one
 ``{custom_id, result: {type: succeeded|errored|canceled|expired, ...}}`` per line in no
 particular order. Same headers as the live calls (``x-api-key``, ``anthropic-version``).
+
+The results are downloaded from ``GET /v1/messages/batches/{id}/results`` under the configured
+base URL, the address ``results_url`` documents, never from the URL the answer names: the key
+goes with that request, and an answer (a proxy's, a forged one) must not send it elsewhere.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .. import errors
 from ..registry import BatchSpec
-from ._batch import BatchApi, BatchLine, BatchState, BatchStatus
+from ._batch import (
+    RESULTS_MAX_BYTES,
+    BatchApi,
+    BatchLine,
+    BatchState,
+    BatchStatus,
+    jsonl_objects,
+    keep,
+    safe_id,
+)
 from ._errors import error_for_status, malformed_answer
 from ._http import dumps
 from .anthropic import _ERROR_STATUS
+from .base import count_of
 
 if TYPE_CHECKING:
     from .anthropic import AnthropicProvider
@@ -59,12 +72,17 @@ class AnthropicBatchApi(BatchApi):
         status, headers, raw = await http.request(self._url, body, timeout=self._timeout)
         data = http.json_of(status, headers, raw)
         batch_id = data.get("id")
-        if not isinstance(batch_id, str) or not batch_id:
-            raise malformed_answer("no batch 'id'", **self._provider._where())
-        return batch_id
+        if not safe_id(batch_id):
+            raise malformed_answer("no usable batch 'id'", **self._provider._where())
+        return str(batch_id)
+
+    def _at(self, batch_id: str) -> str:
+        if not safe_id(batch_id) or "/" in batch_id:
+            raise errors.ConfigError(f"not a message batch id: {batch_id[:80]!r}")
+        return f"{self._url}/{batch_id}"
 
     async def _get(self, batch_id: str) -> dict[str, Any]:
-        return await self._provider._http.get_json(f"{self._url}/{batch_id}", timeout=self._timeout)
+        return await self._provider._http.get_json(self._at(batch_id), timeout=self._timeout)
 
     async def status(self, job_id: str) -> BatchStatus:
         return _status(await self._get(job_id))
@@ -72,7 +90,7 @@ class AnthropicBatchApi(BatchApi):
     async def cancel(self, job_id: str) -> BatchStatus:
         http = self._provider._http
         status, headers, raw = await http.request(
-            f"{self._url}/{job_id}/cancel", b"", timeout=self._timeout
+            f"{self._at(job_id)}/cancel", b"", timeout=self._timeout
         )
         return _status(http.json_of(status, headers, raw))
 
@@ -86,26 +104,18 @@ class AnthropicBatchApi(BatchApi):
                 retryable=True,
                 **self._provider._where(),
             )
-        raw = await self._provider._http.get_bytes(url, timeout=self._timeout)
+        raw = await self._provider._http.get_bytes(
+            f"{self._at(job_id)}/results", timeout=self._timeout, max_bytes=RESULTS_MAX_BYTES
+        )
         out: dict[str, Completion | errors.VlgateError] = {}
-        for line in raw.splitlines():
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                raise malformed_answer(
-                    "a results line is not JSON", **self._provider._where()
-                ) from None
-            cid = entry.get("custom_id") if isinstance(entry, dict) else None
-            result = entry.get("result") if isinstance(entry, dict) else None
+        for entry in jsonl_objects(raw, f"message batch {job_id} results"):
+            cid = entry.get("custom_id")
+            result = entry.get("result")
             if not isinstance(cid, str) or not isinstance(result, dict):
-                raise malformed_answer(
-                    "a results line has no custom_id/result", **self._provider._where()
-                )
+                continue  # unreadable: its item is reported as having no result
             value = self._result(result)
             if value is not None:
-                out[cid] = value
+                keep(out, cid, value)
         return out
 
     def _result(self, result: dict[str, Any]) -> Completion | errors.VlgateError | None:
@@ -140,8 +150,7 @@ def _status(data: dict[str, Any]) -> BatchStatus:
     counts = counts if isinstance(counts, dict) else {}
 
     def n(key: str) -> int:
-        value = counts.get(key)
-        return value if isinstance(value, int) else 0
+        return count_of(counts.get(key))
 
     total = sum(n(k) for k in ("processing", "succeeded", "errored", "canceled", "expired"))
     state: BatchState

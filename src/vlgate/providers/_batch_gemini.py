@@ -23,16 +23,25 @@ responses out of order).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .. import errors
 from ..registry import BatchSpec
-from ._batch import BatchApi, BatchLine, BatchState, BatchStatus
+from ._batch import (
+    RESULTS_MAX_BYTES,
+    BatchApi,
+    BatchLine,
+    BatchState,
+    BatchStatus,
+    jsonl_objects,
+    keep,
+    safe_id,
+)
 from ._errors import error_for_status, malformed_answer
 from ._http import dumps
+from .base import count_of
 from .gemini import gemini_base
 
 if TYPE_CHECKING:
@@ -138,7 +147,7 @@ class GeminiBatchApi(BatchApi):
         status, headers, raw = await http.request(self._create, body, timeout=self._timeout)
         data = http.json_of(status, headers, raw)
         name = data.get("name")
-        if not isinstance(name, str) or not name.startswith("batches/"):
+        if not isinstance(name, str) or not name.startswith("batches/") or not safe_id(name):
             raise malformed_answer("no batch 'name' in the operation", **self._provider._where())
         return name
 
@@ -175,7 +184,10 @@ class GeminiBatchApi(BatchApi):
         return name
 
     def _name(self, job_id: str) -> str:
-        return job_id if job_id.startswith("batches/") else f"batches/{job_id}"
+        name = job_id if job_id.startswith("batches/") else f"batches/{job_id}"
+        if not safe_id(name):
+            raise errors.ConfigError(f"not a batch name: {job_id[:80]!r}")
+        return name
 
     async def _get(self, job_id: str) -> dict[str, Any]:
         return await self._provider._http.get_json(
@@ -199,16 +211,21 @@ class GeminiBatchApi(BatchApi):
         entries: list[Any]
         if isinstance(output.get("inlinedResponses"), dict):
             entries = output["inlinedResponses"].get("inlinedResponses") or []
+            entries = entries if isinstance(entries, list) else []
         elif isinstance(output.get("responsesFile"), str):
+            file_name = output["responsesFile"]
+            if not file_name.startswith("files/") or not safe_id(file_name):
+                raise malformed_answer("an unusable responsesFile", **self._provider._where())
             raw = await self._provider._http.get_bytes(
-                f"{self._download}/{output['responsesFile']}:download?alt=media",
+                f"{self._download}/{file_name}:download?alt=media",
                 timeout=self._timeout,
+                max_bytes=RESULTS_MAX_BYTES,
             )
-            entries = [json.loads(line) for line in raw.splitlines() if line.strip()]
+            entries = jsonl_objects(raw, f"batch {job_id} responses file")
         elif op.get("done"):
             entries = []
         else:
-            state = (op.get("metadata") or {}).get("state")
+            state = _meta(op).get("state")
             raise errors.ProviderError(
                 f"batch {job_id} has no results yet (state {state!r})",
                 retryable=True,
@@ -216,7 +233,7 @@ class GeminiBatchApi(BatchApi):
             )
         # Items a cancelled or expired job never ran come back as CANCELLED (1) or
         # DEADLINE_EXCEEDED (4) errors: left out, the orchestrator reports them as not run.
-        word = str((op.get("metadata") or {}).get("state") or "")
+        word = str(_meta(op).get("state") or "")
         not_run = {"CANCELLED": 1, "EXPIRED": 4}.get(word.rsplit("_", 1)[-1])
         out: dict[str, Completion | errors.VlgateError] = {}
         for entry in entries:
@@ -229,7 +246,7 @@ class GeminiBatchApi(BatchApi):
             key = meta.get("key") if isinstance(meta, dict) else entry.get("key")
             if not isinstance(key, str):
                 continue  # not one of vlgate's items: unmatched, never guessed by position
-            out[key] = self._entry(entry)
+            keep(out, key, self._entry(entry))
         return out
 
     def _entry(self, entry: dict[str, Any]) -> Completion | errors.VlgateError:
@@ -243,39 +260,41 @@ class GeminiBatchApi(BatchApi):
         error = error if isinstance(error, dict) else {}
         code = error.get("code")
         status = _HTTP_OF_CODE.get(code, 500) if isinstance(code, int) else 500
-        body = {"error": {"code": status, "message": str(error.get("message") or "error")}}
+        message = str(error.get("message") or "error")[:1000]
+        body = {"error": {"code": status, "message": message}}
         return error_for_status(
             status, dumps(body), secrets=(self._provider._api_key,), **self._provider._where()
         )
 
 
+def _meta(op: dict[str, Any]) -> dict[str, Any]:
+    meta = op.get("metadata")
+    return meta if isinstance(meta, dict) else {}
+
+
 def _output(op: dict[str, Any]) -> dict[str, Any]:
     """The batch output of an Operation: ``response`` (REST) or ``metadata.output``."""
-    for holder in (op.get("response"), (op.get("metadata") or {}).get("output")):
+    for holder in (op.get("response"), _meta(op).get("output")):
         if isinstance(holder, dict) and ("inlinedResponses" in holder or "responsesFile" in holder):
             return holder
     return {}
 
 
 def _status(op: dict[str, Any]) -> BatchStatus:
-    meta = op.get("metadata")
-    meta = meta if isinstance(meta, dict) else {}
-    raw = str(meta.get("state") or "")
+    meta = _meta(op)
+    raw = str(meta.get("state") or "")[:100]
     word = raw.removeprefix("BATCH_STATE_").removeprefix("JOB_STATE_")
     state = _STATES.get(word, "completed" if op.get("done") else "in_progress")
     stats = meta.get("batchStats")
     stats = stats if isinstance(stats, dict) else {}
 
     def n(key: str) -> int:
-        try:
-            return int(stats.get(key) or 0)
-        except (TypeError, ValueError):
-            return 0
+        return count_of(stats.get(key))
 
     problems: tuple[str, ...] = ()
     error = op.get("error")
     if isinstance(error, dict) and error.get("message"):
-        problems = (str(error["message"]),)
+        problems = (str(error["message"])[:1000],)
     return BatchStatus(
         state,
         total=n("requestCount"),

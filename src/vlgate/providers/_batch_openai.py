@@ -15,15 +15,24 @@ error status goes through :func:`~vlgate.providers._errors.error_for_status`.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, get_args
 
 from .. import errors
-from ._batch import BatchApi, BatchLine, BatchState, BatchStatus
+from ._batch import (
+    RESULTS_MAX_BYTES,
+    BatchApi,
+    BatchLine,
+    BatchState,
+    BatchStatus,
+    jsonl_objects,
+    keep,
+    safe_id,
+)
 from ._errors import error_for_status, malformed_answer
 from ._http import dumps
+from .base import count_of
 
 if TYPE_CHECKING:
     from ..registry import BatchSpec
@@ -72,9 +81,9 @@ class OpenAIBatchApi(BatchApi):
             timeout=self._timeout,
         )
         job_id = created.get("id")
-        if not isinstance(job_id, str) or not job_id:
-            raise malformed_answer("no batch 'id'", **self._where)
-        return job_id
+        if not safe_id(job_id):
+            raise malformed_answer("no usable batch 'id'", **self._where)
+        return str(job_id)
 
     async def _upload(self, data: bytes, filename: str) -> str:
         boundary = "vlgate-" + uuid.uuid4().hex
@@ -94,11 +103,17 @@ class OpenAIBatchApi(BatchApi):
         )
         uploaded = self._http.json_of(status, headers, raw)
         file_id = uploaded.get("id")
-        if not isinstance(file_id, str) or not file_id:
-            raise malformed_answer("no file 'id'", **self._where)
-        return file_id
+        if not safe_id(file_id):
+            raise malformed_answer("no usable file 'id'", **self._where)
+        return str(file_id)
+
+    def _checked(self, job_id: str) -> str:
+        if not safe_id(job_id):
+            raise errors.ConfigError(f"not a batch id: {job_id[:80]!r}")
+        return job_id
 
     async def _job(self, job_id: str) -> dict[str, Any]:
+        self._checked(job_id)
         return await self._http.get_json(f"{self._root}/batches/{job_id}", timeout=self._timeout)
 
     async def status(self, job_id: str) -> BatchStatus:
@@ -108,15 +123,18 @@ class OpenAIBatchApi(BatchApi):
         raw = str(job.get("status") or "")
         if raw not in _STATES:
             raise malformed_answer(f"unknown batch status {raw!r}", **self._where)
-        counts = job.get("request_counts") or {}
-        problems = (job.get("errors") or {}).get("data") or []
+        counts = job.get("request_counts")
+        counts = counts if isinstance(counts, dict) else {}
+        problems = job.get("errors")
+        problems = problems.get("data") if isinstance(problems, dict) else None
+        problems = problems if isinstance(problems, list) else []
         return BatchStatus(
             raw,  # type: ignore[arg-type]  # checked against _STATES above
-            total=int(counts.get("total") or 0),
-            completed=int(counts.get("completed") or 0),
-            failed=int(counts.get("failed") or 0),
+            total=count_of(counts.get("total")),
+            completed=count_of(counts.get("completed")),
+            failed=count_of(counts.get("failed")),
             raw_state=raw,
-            errors=tuple(_problem(p) for p in problems if isinstance(p, dict)),
+            errors=tuple(_problem(p) for p in problems[:50] if isinstance(p, dict)),
         )
 
     async def results(self, job_id: str) -> dict[str, Completion | errors.VlgateError]:
@@ -124,22 +142,20 @@ class OpenAIBatchApi(BatchApi):
         out: dict[str, Completion | errors.VlgateError] = {}
         for key in ("output_file_id", "error_file_id"):
             file_id = job.get(key)
-            if not isinstance(file_id, str) or not file_id:
+            if file_id is None or file_id == "":
                 continue
+            if not safe_id(file_id):
+                raise malformed_answer(f"an unusable {key}", **self._where)
             raw = await self._http.get_bytes(
                 f"{self._root}/files/{file_id}/content",
                 timeout=max(self._timeout, _TRANSFER_TIMEOUT),
+                max_bytes=RESULTS_MAX_BYTES,
             )
-            for text in raw.splitlines():
-                if not text.strip():
+            for line in jsonl_objects(raw, f"batch {job_id} {key}"):
+                cid = line.get("custom_id")
+                if not isinstance(cid, str):
                     continue
-                try:
-                    line = json.loads(text)
-                except ValueError:
-                    raise malformed_answer("a results line is not JSON", **self._where) from None
-                cid = line.get("custom_id") if isinstance(line, dict) else None
-                if isinstance(cid, str):
-                    out[cid] = self._item(line)
+                keep(out, cid, self._item(line))
         return out
 
     def _item(self, line: dict[str, Any]) -> Completion | errors.VlgateError:
@@ -153,7 +169,7 @@ class OpenAIBatchApi(BatchApi):
                 except errors.VlgateError as exc:
                     return exc
             return error_for_status(
-                int(status) if isinstance(status, int) else 500,
+                status if isinstance(status, int) and 100 <= status <= 599 else 500,
                 body,
                 secrets=(self._provider.api_key_for_transfer(),),
                 **self._where,
@@ -161,15 +177,15 @@ class OpenAIBatchApi(BatchApi):
         err = line.get("error")
         if not isinstance(err, dict):
             err = {}
-        code = str(err.get("code") or "error")
-        message = str(err.get("message") or "the request was not answered")
+        code = str(err.get("code") or "error")[:100]
+        message = str(err.get("message") or "the request was not answered")[:1000]
         if code == "request_timeout":
             return errors.TimeoutError(f"{code}: {message}", body=err, **self._where)
         return errors.ProviderError(f"{code}: {message}", body=err, retryable=False, **self._where)
 
     async def cancel(self, job_id: str) -> BatchStatus:
         job = await self._http.post_json(
-            f"{self._root}/batches/{job_id}/cancel", {}, timeout=self._timeout
+            f"{self._root}/batches/{self._checked(job_id)}/cancel", {}, timeout=self._timeout
         )
         return self._status(job)
 
@@ -177,7 +193,7 @@ class OpenAIBatchApi(BatchApi):
 def _problem(p: dict[str, Any]) -> str:
     line = p.get("line")
     where = f"line {line}: " if line is not None else ""
-    return f"{where}{p.get('message') or p.get('code') or 'invalid input'}"
+    return f"{where}{p.get('message') or p.get('code') or 'invalid input'}"[:1000]
 
 
 def _filename(display_name: str) -> str:

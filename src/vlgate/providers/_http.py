@@ -167,9 +167,11 @@ class HttpClient:
         timeout: float,
         headers: Mapping[str, str] | None = None,
         method: str = "POST",
+        max_bytes: int | None = None,
     ) -> tuple[int, Mapping[str, str], bytes]:
         """Send ``body`` (POST unless ``method`` says otherwise); return (status, headers, raw
-        body). Transport faults are raised mapped."""
+        body). Transport faults are raised mapped. ``max_bytes``: a body past it is not read
+        (memory stays bounded) and is a non-retried ``ProviderError``."""
         session = self._sessions.get()
         proxy, proxy_auth = self._proxy(url)
         try:
@@ -182,12 +184,32 @@ class HttpClient:
                 proxy=proxy,
                 proxy_auth=proxy_auth,
             ) as resp:
-                raw = await resp.read()
+                if max_bytes is None:
+                    raw = await resp.read()
+                else:
+                    raw = await self._capped(resp, max_bytes)
                 return resp.status, resp.headers, raw
         except _TRANSPORT_ERRORS as exc:
             failure = self._transport(exc, timeout)
         # Raised outside the handler: aiohttp errors may hold the request and its headers.
         raise failure
+
+    async def _capped(self, resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+        too_big = errors.ProviderError(
+            f"the answer is over {max_bytes:,} bytes, more than vlgate reads",
+            status=resp.status,
+            provider=self.provider,
+            model=self.model,
+            retryable=False,
+        )
+        if (resp.content_length or 0) > max_bytes:
+            raise too_big
+        data = bytearray()
+        async for chunk in resp.content.iter_chunked(1 << 20):
+            data += chunk
+            if len(data) > max_bytes:
+                raise too_big
+        return bytes(data)
 
     async def warm(self, url: str, *, timeout: float) -> None:
         """Open a pooled connection (TCP and TLS) to ``url``'s host on this loop now, so the
@@ -233,11 +255,17 @@ class HttpClient:
         return self.json_of(status, resp_headers, raw)
 
     async def get_bytes(
-        self, url: str, *, timeout: float, headers: Mapping[str, str] | None = None
+        self,
+        url: str,
+        *,
+        timeout: float,
+        headers: Mapping[str, str] | None = None,
+        max_bytes: int | None = None,
     ) -> bytes:
-        """``GET`` ``url`` and return the raw body of a 2xx answer (a results file)."""
+        """``GET`` ``url`` and return the raw body of a 2xx answer (a results file), at most
+        ``max_bytes`` (see :meth:`request`)."""
         status, resp_headers, raw = await self.request(
-            url, None, timeout=timeout, headers=headers, method="GET"
+            url, None, timeout=timeout, headers=headers, method="GET", max_bytes=max_bytes
         )
         if status >= 300:
             raise self._status(status, resp_headers, raw)

@@ -32,7 +32,7 @@ from .. import errors
 from ..registry import PARAMS
 from ._errors import error_for_status, malformed_answer
 from ._http import HttpProvider
-from .base import ChatRequest, Completion, Message, Usage
+from .base import ChatRequest, Completion, Message, Usage, count_of
 from .params import place
 
 if TYPE_CHECKING:
@@ -305,8 +305,8 @@ def _usage(raw: Any, requests: int = 1) -> Usage:
     usage = Usage(requests=requests)
     if isinstance(raw, dict):
         usage.input_tokens = sum(
-            int(raw.get(k) or 0)
+            count_of(raw.get(k))
             for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
         )
-        usage.output_tokens = int(raw.get("output_tokens") or 0)
+        usage.output_tokens = count_of(raw.get("output_tokens"))
     return usage

@@ -105,6 +105,24 @@ class Usage:
         )
 
 
+def count_of(value: Any, cap: int = 10**12) -> int:
+    """A count read from a provider's JSON (tokens, requests): a non-negative int (a string of
+    digits too: proto JSON writes int64 as strings), ``0`` for anything else (another string,
+    ``NaN``, ``Infinity``, a negative number, a bool), at most ``cap``.
+
+    Example:
+        >>> [count_of(v) for v in (12, "7", "x", float("nan"), -3, 2.0, True, None)]
+        [12, 7, 0, 0, 0, 2, 0, 0]
+    """
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    if isinstance(value, float) and not (value == value and abs(value) < 1e18):
+        return 0
+    return min(max(int(value), 0), cap)
+
+
 def _discount(a: Usage, b: Usage) -> float | None:
     """The price factor of a sum: an empty side takes the other's; a mix is ``None``."""
     if not (a.requests or a.total_tokens):

@@ -35,7 +35,7 @@ from .. import errors
 from ..registry import GENERATION, PARAMS
 from ._errors import malformed_answer
 from ._http import HttpProvider
-from .base import ChatRequest, Completion, Message, Usage
+from .base import ChatRequest, Completion, Message, Usage, count_of
 from .params import place
 
 if TYPE_CHECKING:
@@ -238,16 +238,16 @@ def _usage(raw: Any, requests: int = 1) -> Usage:
     request the attempt loop already counted."""
     usage = Usage(requests=requests)
     if isinstance(raw, dict):
-        usage.input_tokens = int(raw.get("promptTokenCount") or 0)
+        usage.input_tokens = count_of(raw.get("promptTokenCount"))
         # Thinking tokens are billed as output but counted outside candidatesTokenCount.
-        usage.output_tokens = int(raw.get("candidatesTokenCount") or 0) + int(
-            raw.get("thoughtsTokenCount") or 0
+        usage.output_tokens = count_of(raw.get("candidatesTokenCount")) + count_of(
+            raw.get("thoughtsTokenCount")
         )
         # The server's own image count (per-modality details), preferred over the estimate.
         details = raw.get("promptTokensDetails")
         if isinstance(details, list):
             counts = [
-                int(d.get("tokenCount") or 0)
+                count_of(d.get("tokenCount"))
                 for d in details
                 if isinstance(d, dict) and d.get("modality") == "IMAGE"
             ]

@@ -22,7 +22,7 @@ from .. import errors
 from ..registry import PARAMS, param_table
 from ._errors import malformed_answer
 from ._http import HttpProvider
-from .base import ChatRequest, Completion, Usage, response_format, to_openai_messages
+from .base import ChatRequest, Completion, Usage, count_of, response_format, to_openai_messages
 from .params import openai_image_parts, place
 
 if TYPE_CHECKING:
@@ -126,9 +126,9 @@ def _usage(raw: Any, requests: int = 0) -> Usage:
     """Token counts from an OpenAI ``usage`` object (absent counts are 0)."""
     raw = raw if isinstance(raw, dict) else {}
     usage = Usage(requests=requests)
-    usage.input_tokens = int(raw.get("prompt_tokens") or 0)
-    usage.output_tokens = int(raw.get("completion_tokens") or 0)
+    usage.input_tokens = count_of(raw.get("prompt_tokens"))
+    usage.output_tokens = count_of(raw.get("completion_tokens"))
     details = raw.get("prompt_tokens_details")
     if isinstance(details, dict) and isinstance(details.get("image_tokens"), int):
-        usage.image_tokens = details["image_tokens"]  # the server's own count, when given
+        usage.image_tokens = count_of(details["image_tokens"])  # the server's own count, when given
     return usage

@@ -46,10 +46,12 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .records import RecordedRequest
 from .wire import WireError, dumps, error_body
@@ -175,6 +177,12 @@ class OpenAIBatches:
         max_file_bytes: the upload cap (OpenAI: 200 MB).
         max_lines: requests per input file (OpenAI: 50,000).
         uploads: how many files were uploaded (``POST /v1/files`` that succeeded).
+        tamper_file: fault knob, ``(kind, data) -> data``: called with ``"output"`` or
+            ``"error"`` and a results file's bytes when a job writes them; what it returns is
+            served instead (garbage lines, duplicates, a missing line, a huge file).
+        tamper_job: fault knob, ``dict -> dict``: each batch object (``GET``/``POST``
+            ``/v1/batches...``) passes through it before it is sent (unknown states,
+            forged counts, a file id with path characters).
     """
 
     def __init__(self, emu: Emulator) -> None:
@@ -186,6 +194,8 @@ class OpenAIBatches:
         self.files: dict[str, _File] = {}
         self.jobs: dict[str, _Job] = {}
         self.uploads = 0
+        self.tamper_file: Callable[[str, bytes], bytes] | None = None
+        self.tamper_job: Callable[[dict[str, Any]], dict[str, Any]] | None = None
         self._lock = threading.Lock()
 
     # --- test controls (any thread) ---------------------------------------------------------
@@ -291,7 +301,7 @@ class OpenAIBatches:
         for n, raw in enumerate(raw_lines, start=1):
             try:
                 line = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):
                 problems.append(_problem("invalid_json_line", "This line is not valid JSON.", n))
                 continue
             if not isinstance(line, dict):
@@ -410,6 +420,8 @@ class OpenAIBatches:
             shuffled = list(entries)
             rng.shuffle(shuffled)
             data = b"".join(dumps(e) + b"\n" for e in shuffled)
+            if self.tamper_file is not None:
+                data = self.tamper_file(kind, data)
             file = self._new_file(f"batch_{job.id}_{kind}.jsonl", "batch_output", data)
             if kind == "output":
                 job.output_file_id = file.id
@@ -428,6 +440,8 @@ class OpenAIBatches:
         return self._emu._received(request, "openai", body)
 
     def _reply(self, rec: RecordedRequest, status: int, body: Any) -> web.Response:
+        if status == 200 and self.tamper_job is not None and body.get("object") == "batch":
+            body = self.tamper_job(body)
         rec.status = status
         if status >= 400:
             rec.error = body["error"]["message"]
@@ -448,18 +462,7 @@ class OpenAIBatches:
             self._check_auth(request)
             if not request.content_type.startswith("multipart/"):
                 raise WireError(400, "Expected a multipart/form-data body with 'file'.")
-            fields: dict[str, Any] = {}
-            filename = ""
-            reader = await request.multipart()
-            while True:
-                part: Any = await reader.next()
-                if part is None:
-                    break
-                if part.name == "file":
-                    filename = part.filename or ""
-                    fields["file"] = await part.read(decode=False)
-                else:
-                    fields[str(part.name)] = (await part.text()).strip()
+            fields, filename = await self._form(request)
             data = fields.get("file")
             purpose = fields.get("purpose")
             rec.body = {
@@ -489,6 +492,34 @@ class OpenAIBatches:
         file = self._new_file(filename, purpose, bytes(data))
         self.uploads += 1
         return self._reply(rec, 200, file.to_dict())
+
+    async def _form(self, request: web.Request) -> tuple[dict[str, Any], str]:
+        """The multipart fields (the file read in chunks, refused past ``max_file_bytes`` before
+        it is all held); a body that is not well-formed multipart or UTF-8 is a 400."""
+        fields: dict[str, Any] = {}
+        filename = ""
+        try:
+            reader = await request.multipart()
+            while True:
+                part: Any = await reader.next()
+                if part is None:
+                    break
+                if part.name == "file":
+                    filename = str(part.filename or "")
+                    data = bytearray()
+                    while chunk := await part.read_chunk(1 << 20):
+                        data += chunk
+                        if len(data) > self.max_file_bytes:
+                            raise WireError(400, "File is too large.", param="file")
+                    fields["file"] = bytes(data)
+                elif part.name is not None:
+                    text = bytes(await part.read(decode=False))[:4096]
+                    fields[str(part.name)] = text.decode("utf-8").strip()
+        except (ValueError, AssertionError, RuntimeError, TypeError, HttpProcessingError):
+            # aiohttp's multipart reader raises these on a malformed body; UnicodeDecodeError
+            # is a ValueError.
+            raise WireError(400, "Could not parse multipart form.") from None
+        return fields, filename
 
     async def h_file(self, request: web.Request) -> web.Response:
         """``GET /v1/files/{id}``: the file object; ``.../content``: its bytes."""
