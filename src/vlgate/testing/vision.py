@@ -148,12 +148,23 @@ _LUT = _build_lut()
 
 def _classify(pixels: np.ndarray) -> np.ndarray:
     """Palette index per pixel, -1 for background. ``pixels``: (..., 3) uint8."""
+    return _classify_planes(pixels[..., 0], pixels[..., 1], pixels[..., 2])
+
+
+def _classify_planes(r: np.ndarray, g: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """:func:`_classify` on the three uint8 channel planes."""
     # The LUT index (5 bits per channel) by shifts; one gather (a gather per channel cost 2x).
-    index = (pixels[..., 0] >> 3).astype(np.uint16) << 10
-    index |= (pixels[..., 1] >> 3).astype(np.uint16) << 5
-    index |= pixels[..., 2] >> 3
+    index = (r >> 3).astype(np.uint16) << 10
+    index |= (g >> 3).astype(np.uint16) << 5
+    index |= b >> 3
     result: np.ndarray = np.take(_LUT, index)
     return result
+
+
+def _planes(pixels: np.ndarray, step: int) -> np.ndarray:
+    """The samples every ``step`` pixels as three contiguous uint8 planes ``(3, h, w)``."""
+    # One copy through a transposed view: 4x faster than copying (h, w, 3) samples.
+    return np.ascontiguousarray(pixels[::step, ::step, :3].transpose(2, 0, 1))
 
 
 def _labelled_components(
@@ -281,8 +292,8 @@ def looks_like_scene(pixels: np.ndarray) -> bool:
         >>> looks_like_scene(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8))
         False
     """
-    grid = pixels[:: _grid_step(pixels), :: _grid_step(pixels), :3]
-    return grid.size > 0 and _scene_like(grid, _classify(grid))
+    r, g, b = _planes(pixels, _grid_step(pixels))
+    return r.size > 0 and _scene_like(r, g, b, _classify_planes(r, g, b))
 
 
 def _grid_step(pixels: np.ndarray) -> int:
@@ -295,11 +306,12 @@ def _grid_step(pixels: np.ndarray) -> int:
     return max(1, min(max(h, w) // _COARSE_LONG, int(_MAX_STEP_FRACTION * min(h, w))))
 
 
-def _scene_like(grid: np.ndarray, classes: np.ndarray) -> bool:
-    """:func:`looks_like_scene` on a sampled ``grid`` whose palette ``classes`` are known."""
+def _scene_like(r8: np.ndarray, g8: np.ndarray, b8: np.ndarray, classes: np.ndarray) -> bool:
+    """:func:`looks_like_scene` on the channel planes of a sampled grid whose palette
+    ``classes`` are known."""
     # Channel by channel: numpy reduces over a last axis of length 3 slowly, and the sum of the
     # channels compares exactly as their mean would.
-    r, g, b = (grid[..., i].astype(np.int16) for i in range(3))
+    r, g, b = r8.astype(np.int16), g8.astype(np.int16), b8.astype(np.int16)
     chroma = np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)
     lum3 = r + g + b
     grey = (chroma < 40) & (lum3 > 3 * 90) & (lum3 < 3 * 235)
@@ -308,8 +320,9 @@ def _scene_like(grid: np.ndarray, classes: np.ndarray) -> bool:
         return False
     codes = ((r >> 4) << 8) | ((g >> 4) << 4) | (b >> 4)
     counts = np.bincount(codes.ravel(), minlength=4096)
-    counts.sort()  # (np.partition is far slower on these mostly-zero counts)
-    return float(counts[-16:].sum()) / codes.size >= _MIN_TOP_COLOURS
+    # Only the used colours sorted (np.partition or a sort of all 4096 are far slower).
+    used = np.sort(counts[counts > 0])
+    return float(used[-16:].sum()) / codes.size >= _MIN_TOP_COLOURS
 
 
 def _analyze(data: bytes, pixels: np.ndarray | None = None) -> Sight:
@@ -322,9 +335,9 @@ def _analyze(data: bytes, pixels: np.ndarray | None = None) -> Sight:
     # Components are found on a sampled grid, then every box is refined on the full decoded
     # image around it: the sampling costs speed, not accuracy.
     step = _grid_step(arr)
-    sampled = np.ascontiguousarray(arr[::step, ::step, :3])
-    coarse = _classify(sampled)
-    if sampled.size == 0 or not _scene_like(sampled, coarse):
+    r, g, b = _planes(arr, step)
+    coarse = _classify_planes(r, g, b)
+    if r.size == 0 or not _scene_like(r, g, b, coarse):
         grid = arr[:: max(1, max(ah, aw) // _SCENE_GRID), :: max(1, max(ah, aw) // _SCENE_GRID)]
         m = grid.reshape(-1, 3).mean(axis=0) if grid.size else np.zeros(3)
         return Sight((full_w, full_h), (), (int(m[0]), int(m[1]), int(m[2])), scene=False)
@@ -355,6 +368,6 @@ def _analyze(data: bytes, pixels: np.ndarray | None = None) -> Sight:
         center = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
         found.append(Seen(f"{name} {shape}", name, shape, box, center))
     found.sort(key=lambda o: (round(o.center[1] / 8), o.center[0]))
-    mean = sampled.reshape(-1, 3).sum(axis=0, dtype=np.int64) / max(1, coarse.size)
-    mean_rgb = (int(mean[0]), int(mean[1]), int(mean[2]))
-    return Sight((full_w, full_h), tuple(found), mean_rgb)
+    n = max(1, coarse.size)  # (channel sums: a sum over a last axis of 3 is 20x slower)
+    rs, gs, bs = (int(c.sum(dtype=np.int64)) for c in (r, g, b))
+    return Sight((full_w, full_h), tuple(found), (int(rs / n), int(gs / n), int(bs / n)))
