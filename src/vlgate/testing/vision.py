@@ -180,31 +180,29 @@ def _labelled_components(
     vals = padded[rr, cc + 1]
     # Each change at (r, c) starts a run of vals at column c that ends at the next change.
     keep = np.flatnonzero((vals[:-1] >= 0) & (rr[1:] == rr[:-1]))
-    rows: list[int] = rr[keep].tolist()
+    run_rows = rr[keep]
+    rows: list[int] = run_rows.tolist()
     s: list[int] = cc[keep].tolist()
     e: list[int] = cc[keep + 1].tolist()
     lab: list[int] = vals[keep].tolist()
+    n = len(rows)
     touch = 1 if diagonal else 0
-    parent = list(range(len(rows)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    row_start: dict[int, int] = {}
-    for i, r in enumerate(rows):
-        row_start.setdefault(r, i)
-    row_end = {r: i for i, r in enumerate(rows)}
-    for r, i0 in row_start.items():
-        if r + 1 not in row_start:
+    parent = list(range(n))
+    # Runs are in row order; bounds[k]:bounds[k + 1] are the runs of one row.
+    bounds = [0, *(np.flatnonzero(run_rows[1:] != run_rows[:-1]) + 1).tolist(), n]
+    for k in range(1, len(bounds) - 1):
+        i, i_end, j_end = bounds[k - 1], bounds[k], bounds[k + 1]
+        if rows[i] + 1 != rows[i_end]:
             continue
-        i, i_end = i0, row_end[r]
-        j, j_end = row_start[r + 1], row_end[r + 1]
-        while i <= i_end and j <= j_end:
+        j = i_end
+        while i < i_end and j < j_end:  # a merge sweep of this row's runs and the next row's
             if lab[i] == lab[j] and s[i] < e[j] + touch and s[j] < e[i] + touch:
-                a, b = find(i), find(j)
+                a = i
+                while parent[a] != a:
+                    a = parent[a]
+                b = j
+                while parent[b] != b:
+                    b = parent[b]
                 if a != b:
                     parent[b] = a
             if e[i] < e[j]:
@@ -212,18 +210,21 @@ def _labelled_components(
             else:
                 j += 1
     comps: dict[int, list[int]] = {}
-    for i in range(len(rows)):
-        root = find(i)
+    for i in range(n):
+        root = i
+        while parent[root] != root:
+            root = parent[root]
+        parent[i] = root
         c = comps.get(root)
-        n = e[i] - s[i]
-        if c is None:
-            comps[root] = [lab[i], rows[i], s[i], rows[i], e[i] - 1, n]
+        if c is None:  # (components in the order of their first run)
+            comps[root] = [lab[i], rows[i], s[i], rows[i], e[i] - 1, e[i] - s[i]]
         else:
-            c[1] = min(c[1], rows[i])
-            c[2] = min(c[2], s[i])
-            c[3] = max(c[3], rows[i])
-            c[4] = max(c[4], e[i] - 1)
-            c[5] += n
+            c[3] = rows[i]  # runs come in row order: the last one seen is the lowest
+            if s[i] < c[2]:
+                c[2] = s[i]
+            if e[i] - 1 > c[4]:
+                c[4] = e[i] - 1
+            c[5] += e[i] - s[i]
     return [(c[0], c[1], c[2], c[3], c[4], c[5]) for c in comps.values()]
 
 
