@@ -108,11 +108,13 @@ def main() -> None:
         got[name] = json.loads(subprocess.run(cmd, env=env, check=True, capture_output=True).stdout)
     mine = got["this tree"]
     scenes = sum(1 for r in mine if isinstance(r, list) and "scene=True" in str(r[1]))
-    print(f"{len(mine)} images ({scenes} recognised as scenes), {len(PROMPTS) * len(MODELS)} replies each")
+    replies = len(PROMPTS) * len(MODELS)
+    print(f"{len(mine)} images ({scenes} recognised as scenes), {replies} replies each")
     if "baseline" not in got:
         return
     diffs = [i for i, (a, b) in enumerate(zip(mine, got["baseline"], strict=True)) if a != b]
-    print(f"differences from the baseline: {len(diffs)}" + (f" (images {diffs[:20]})" if diffs else ""))
+    where = f" (images {diffs[:20]})" if diffs else ""
+    print(f"differences from the baseline: {len(diffs)}{where}")
     for i in diffs[:3]:
         print(f"  image {i}:\n    this tree: {mine[i]}\n    baseline:  {got['baseline'][i]}")
     sys.exit(1 if diffs else 0)
