@@ -25,8 +25,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from vlgate.asks import off_loop_if_large
 from vlgate.grounding import CONVENTIONS, parse_detections, parse_points
-from vlgate.model import _off_loop_if_large
 from vlgate.testing.hostile import hostile_answers
 
 SIZE = (640, 480)
@@ -71,7 +71,7 @@ async def _stall(text: str, name: str, off_loop: bool) -> float:
     async def handle() -> None:
         await asyncio.sleep(0.01)
         if off_loop:
-            await _off_loop_if_large(text, _parse, text, name)
+            await off_loop_if_large(text, _parse, text, name)
         else:
             _parse(text, name)
         await asyncio.sleep(0.01)

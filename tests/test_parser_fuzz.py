@@ -163,10 +163,10 @@ def test_large_answers_are_parsed_in_a_worker_thread() -> None:
     import asyncio
     import threading
 
-    from vlgate.model import OFF_LOOP_CHARS, _off_loop_if_large
+    from vlgate.asks import OFF_LOOP_CHARS, off_loop_if_large
 
     async def where(text: str) -> int:
-        return int(await _off_loop_if_large(text, threading.get_ident))
+        return int(await off_loop_if_large(text, threading.get_ident))
 
     here = threading.get_ident()
     assert asyncio.run(where("x" * 100)) == here

@@ -447,12 +447,12 @@ class BatchJob:
             return answer, answer
         try:
             if task == "json":
-                from .model import JsonAsk
+                from .asks import JsonAsk
 
                 return answer, JsonAsk.of("", self._schema).parse(answer)
-            from .model import _DETECT, _POINT
+            from .asks import DETECT, POINT
 
-            grounding = _DETECT if task == "detect" else _POINT
+            grounding = DETECT if task == "detect" else POINT
             found = grounding.parse(
                 answer,
                 engine.convention,
@@ -645,11 +645,11 @@ async def submit(
         raise ConfigError("max_requests and max_bytes must be positive")
     params = dict(params)
     params.pop("timeout", None)  # a batch has no per-request timeout
-    from .model import _DETECT, _POINT, JsonAsk
+    from .asks import DETECT, POINT, JsonAsk
 
     ask = JsonAsk.of(prompt, schema) if task == "json" else None
     options = ask.options(engine) if ask is not None else {}
-    grounding = _DETECT if task == "detect" else _POINT if task == "point" else None
+    grounding = DETECT if task == "detect" else POINT if task == "point" else None
 
     async def line(item: tuple[int, ImageInput]) -> BatchLine:
         index, source = item

@@ -7,7 +7,6 @@ methods run the async ones on vlgate's background event loop, so there is one im
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import (
     AsyncIterable,
@@ -19,25 +18,29 @@ from collections.abc import (
     Sequence,
 )
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr
 
 from . import planning
 from ._attempts import Answer, AttemptLoop, Engine, Stream, fallback_config
+from .asks import (
+    DETECT,
+    POINT,
+    GroundingTask,
+    JsonAsk,
+    both_turns,
+    off_loop_if_large,
+    validate_json,
+)
 from .config import ModelConfig
 from .errors import ConfigError, ResponseError, VlgateError
 from .grounding import (
     Detections,
     Points,
-    detection_prompt,
-    parse_detections,
-    parse_points,
-    point_prompt,
 )
 from .image import MAX_PIXELS, Image, ImageInput
 from .image.load import check_in_memory
-from .jsonparse import extract_json
 from .providers import Message, Usage
 from .providers.base import Task
 from .registry import Route
@@ -57,9 +60,6 @@ __all__ = ["Answer", "VlModel", "create"]
 log = logging.getLogger("vlgate")
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
-
-
-_JSON_INSTRUCTION = "Reply with JSON only, no prose and no code fences."
 
 
 class VlModel:
@@ -583,8 +583,8 @@ class VlModel:
             encoded = [await engine.aencode(img, kwargs)]
             answer = await self._loop.send(engine, encoded, full_prompt, kwargs, **options)
             try:
-                value = await _off_loop_if_large(
-                    answer, _validate_json, answer, model_cls, schema_dict
+                value = await off_loop_if_large(
+                    answer, validate_json, answer, model_cls, schema_dict
                 )
                 return value, answer
             except ResponseError as first:
@@ -597,10 +597,8 @@ class VlModel:
                 fixed = await self._loop.send(
                     engine, encoded, full_prompt, kwargs, history=history, **options
                 )
-                value = await _off_loop_if_large(
-                    fixed, _validate_json, fixed, model_cls, schema_dict
-                )
-                return value, _both_turns(answer, fixed)
+                value = await off_loop_if_large(fixed, validate_json, fixed, model_cls, schema_dict)
+                return value, both_turns(answer, fixed)
 
         return await self._run(op, "json")
 
@@ -617,7 +615,7 @@ class VlModel:
             >>> dets[0].xyxy                                 # doctest: +SKIP
             (412.0, 230.5, 468.0, 301.0)
         """
-        dets = await self._ground(_DETECT, image, target, kwargs)
+        dets = await self._ground(DETECT, image, target, kwargs)
         return Detections(
             dets.items, image_size=dets.image_size, answer=dets.answer, dropped=dets.items.dropped
         )
@@ -629,13 +627,13 @@ class VlModel:
             >>> model.point("table.jpg", "the red cup")[0].xy  # doctest: +SKIP
             (233.0, 118.5)
         """
-        pts = await self._ground(_POINT, image, target, kwargs)
+        pts = await self._ground(POINT, image, target, kwargs)
         return Points(
             pts.items, image_size=pts.image_size, answer=pts.answer, dropped=pts.items.dropped
         )
 
     async def _ground(
-        self, task: _GroundingTask, image: ImageInput, target: str, kwargs: dict[str, Any]
+        self, task: GroundingTask, image: ImageInput, target: str, kwargs: dict[str, Any]
     ) -> _Grounded:
         """Ask in the family's native format, parse back to pixels of the original image."""
         img = await self._load(image)
@@ -646,7 +644,7 @@ class VlModel:
             prompt = task.prompt(engine.convention, target, seen)
             native = Task(task.name, target)
             answer = await self._loop.send(engine, [encoded], prompt, kwargs, native)
-            found = await _off_loop_if_large(
+            found = await off_loop_if_large(
                 answer,
                 task.parse,
                 answer,
@@ -745,66 +743,7 @@ class VlModel:
     )
 
 
-@dataclass(frozen=True)
-class JsonAsk:
-    """A JSON question as sent: the prompt with the JSON instruction (and the schema), and the
-    native structured-output options a route takes. Shared by ``query_json`` and provider
-    batches (``submit_batch(task="json")``)."""
-
-    prompt: str
-    model_cls: type[BaseModel] | None
-    schema: dict[str, Any] | None
-
-    @classmethod
-    def of(cls, prompt: str, schema: type[BaseModel] | dict[str, Any] | None) -> JsonAsk:
-        model_cls = schema if isinstance(schema, type) and issubclass(schema, BaseModel) else None
-        if schema is not None and model_cls is None and not isinstance(schema, dict):
-            raise ConfigError("schema must be a pydantic model class or a JSON-schema dict")
-        schema_dict: dict[str, Any] | None = (
-            model_cls.model_json_schema() if model_cls else schema  # type: ignore[assignment]
-        )
-        full_prompt = f"{prompt}\n\n{_JSON_INSTRUCTION}"
-        if schema_dict is not None:
-            full_prompt += "\nThe JSON must match this JSON schema:\n" + json.dumps(schema_dict)
-        return cls(full_prompt, model_cls, schema_dict)
-
-    def options(self, engine: Engine) -> dict[str, Any]:
-        """``json_schema`` / ``json_mode`` for a route with native structured output."""
-        if engine.native_json and self.schema is not None:
-            cls = self.model_cls
-            name = cls.__name__ if cls else str(self.schema.get("title", "answer"))
-            return {"json_schema": {"name": _schema_name(name), "schema": self.schema}}
-        if engine.native_json:
-            return {"json_mode": True}
-        return {}
-
-    def parse(self, text: str) -> Any:
-        """The answer's JSON, validated against the schema (:class:`ResponseError` if not)."""
-        return _validate_json(text, self.model_cls, self.schema)
-
-
-@dataclass(frozen=True)
-class _GroundingTask:
-    """detect or point: the native prompt builder and the parser for one kind of grounding."""
-
-    name: Literal["detect", "point"]
-    prompt: Callable[..., str]
-    parse: Callable[..., Any]  # Detections or Points
-
-
 _CAPTION = Task("caption")
-_DETECT = _GroundingTask("detect", detection_prompt, parse_detections)
-_POINT = _GroundingTask("point", point_prompt, parse_points)
-
-
-OFF_LOOP_CHARS = 32_768
-"""Answers longer than this are parsed in a worker thread, so parsing never stalls the loop."""
-
-
-async def _off_loop_if_large(text: Any, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    if isinstance(text, str) and len(text) > OFF_LOOP_CHARS:
-        return await asyncio.to_thread(fn, *args, **kwargs)
-    return fn(*args, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -847,57 +786,6 @@ def _check_prompts(prompts: Sequence[str]) -> list[str]:
     if isinstance(prompts, str) or not isinstance(prompts, Sequence):
         raise ConfigError("prompts must be a list of strings")
     return list(prompts)
-
-
-def _schema_name(name: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c in "_-" else "_" for c in name)[:64]
-    return cleaned or "answer"
-
-
-def _both_turns(first: Answer, repair: Answer) -> Answer:
-    """The repaired answer, accounted as the two requests it took."""
-    return Answer(
-        str(repair),
-        usage=first.usage + repair.usage,
-        model=repair.model,
-        attempts=first.attempts + repair.attempts,
-        latency=first.latency + repair.latency,
-        finish_reason=repair.finish_reason,
-        dropped_params=repair.dropped_params,
-        cached=first.cached and repair.cached,
-        dropped_reasons=repair.dropped_reasons,
-    )
-
-
-def _validate_json(
-    text: str, model_cls: type[BaseModel] | None, schema: dict[str, Any] | None
-) -> Any:
-    data = extract_json(text)
-    if model_cls is not None:
-        try:
-            return model_cls.model_validate(data)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'root'}: {e['msg']}"
-                for e in exc.errors()[:5]
-            )
-            raise ResponseError(f"JSON does not match the schema: {problems}", raw=text) from None
-    if schema is not None:
-        _check_schema_shape(data, schema, text)
-    return data
-
-
-def _check_schema_shape(data: Any, schema: dict[str, Any], raw: str) -> None:
-    """A light check for dict schemas: top-level type and required keys."""
-    kind = schema.get("type")
-    if kind == "object":
-        if not isinstance(data, dict):
-            raise ResponseError("expected a JSON object", raw=raw)
-        missing = [k for k in schema.get("required", []) if k not in data]
-        if missing:
-            raise ResponseError(f"JSON is missing required keys: {', '.join(missing)}", raw=raw)
-    elif kind == "array" and not isinstance(data, list):
-        raise ResponseError("expected a JSON array", raw=raw)
 
 
 def create(model: str | None = None, /, **config: Any) -> VlModel:
