@@ -29,6 +29,7 @@ from vlgate.errors import ConfigError, ProviderError, TimeoutError, VlgateError
 from vlgate.providers import _batch
 from vlgate.providers import _batch_openai as openai_batch
 from vlgate.testing import Emulator
+from vlgate.testing.batches_native import native_batches
 from vlgate.testing.scenes import make_scene
 
 SECRET = "sk-r1-HOSTILE-0123456789abcdef"
@@ -444,3 +445,32 @@ def test_emulator_job_of_a_non_jsonl_file_fails_validation(emu: Emulator) -> Non
     assert emu.batches.state(job["id"]) == "failed"
     codes = {e["code"] for e in emu.batches.jobs[job["id"]].errors}
     assert codes == {"invalid_json_line"}
+
+
+# --- Anthropic message batches ------------------------------------------------------------------
+
+
+def test_anthropic_garbage_results_and_a_forged_results_url(emu: Emulator) -> None:
+    desk = native_batches(emu)
+
+    def tamper(data: bytes) -> bytes:
+        entries = [json.loads(line) for line in data.splitlines() if line.strip()]
+        entries = [e for e in entries if not e["custom_id"].startswith("i1-")]  # no result
+        return b"not json\n[1]\n\xff\xfe\n" + jsonl([*entries, entries[0]])
+
+    desk.tamper_results = tamper
+    with Emulator(api_key=SECRET) as elsewhere:
+        desk.results_url = elsewhere.anthropic_base + "/v1/messages/batches/x/results"
+        model = vlgate.create(
+            "anthropic/claude-sonnet-4-6",
+            api_key=SECRET,
+            api_base=emu.anthropic_base,
+            backoff_base=0.0,
+        )
+        job = model.submit_batch(scenes(3), "How big is the image?", task="json", schema=Size)
+        job.wait(poll_interval=0.01, timeout=60)
+        results = job.results()
+        assert elsewhere.requests == []  # the key never went to the host results_url named
+    assert len(results) == 3
+    assert_own_answers(results, skip={1})
+    assert isinstance(results[1], ProviderError)

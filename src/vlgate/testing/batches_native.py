@@ -51,7 +51,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -175,6 +175,11 @@ class NativeBatches:
         self.auto = True
         self.lines_per_step = 0
         self.shuffle = True
+        self.tamper_results: Callable[[bytes], bytes] | None = None
+        """Fault knob: an Anthropic results download or a Gemini responses file passes
+        through it (garbage lines, duplicates, a missing line)."""
+        self.results_url: str | None = None
+        """Fault knob: the ``results_url`` an ended Anthropic batch names (a forged host)."""
 
     # --- controls (called from the test's thread) -----------------------------------------
 
@@ -382,7 +387,9 @@ class _Http:
             "archived_at": None,
             "cancel_initiated_at": _iso(job.cancel_initiated),
             "results_url": (
-                f"{origin}/v1/messages/batches/{job.id}/results" if job.state == "ended" else None
+                (self.desk.results_url or f"{origin}/v1/messages/batches/{job.id}/results")
+                if job.state == "ended"
+                else None
             ),
         }
 
@@ -509,9 +516,10 @@ class _Http:
                 )
             lines.append(dumps({"custom_id": item.key, "result": result}))
         rec.status = 200
-        return web.Response(
-            status=200, body=b"\n".join(lines) + b"\n", content_type="application/x-jsonl"
-        )
+        data = b"\n".join(lines) + b"\n"
+        if self.desk.tamper_results is not None:
+            data = self.desk.tamper_results(data)
+        return web.Response(status=200, body=data, content_type="application/x-jsonl")
 
     # --- Gemini -------------------------------------------------------------------------------
 
@@ -577,6 +585,8 @@ class _Http:
                 entry.pop("metadata", None)
                 lines.append(dumps({"key": item.key, **entry}))
             data = b"\n".join(lines) + b"\n"
+            if self.desk.tamper_results is not None:
+                data = self.desk.tamper_results(data)
             file = gemini_files(self.emu).add(data, file_id=f"batch-{job.id}")
             job.output_file = f"files/{file.id}"
         return job.output_file
