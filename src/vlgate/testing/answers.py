@@ -35,6 +35,7 @@ the end of their last object (truncated). Schema and JSON-mode answers are alway
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -105,10 +106,19 @@ def intent_of(prompt: str, *, has_schema: bool = False, json_mode: bool = False)
     return "other"
 
 
-def _targets(prompt: str, objects: Sequence[Seen]) -> list[Seen]:
+@functools.lru_cache(maxsize=256)
+def _named(prompt: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The colours and shapes ``prompt`` names, in palette / shape-kind order (cached: many
+    frames are asked the same question)."""
     p = prompt.lower()
-    colours = {c for c, rx in _COLOUR_WORDS.items() if rx.search(p)}
-    shapes = {k for k, rx in _SHAPE_WORDS.items() if rx.search(p)}
+    colours = tuple(c for c, rx in _COLOUR_WORDS.items() if rx.search(p))
+    shapes = tuple(k for k, rx in _SHAPE_WORDS.items() if rx.search(p))
+    return colours, shapes
+
+
+def _targets(prompt: str, objects: Sequence[Seen]) -> list[Seen]:
+    named = _named(prompt)
+    colours, shapes = set(named[0]), set(named[1])
     return [
         o
         for o in objects
@@ -127,9 +137,7 @@ def _phrase(objects: Sequence[Seen]) -> str:
 
 
 def _noun(prompt: str) -> str:
-    p = prompt.lower()
-    colours = [c for c, rx in _COLOUR_WORDS.items() if rx.search(p)]
-    shapes = [k for k, rx in _SHAPE_WORDS.items() if rx.search(p)]
+    colours, shapes = _named(prompt)
     words = " ".join([*colours[:1], shapes[0] if shapes else "shape"])
     return words
 

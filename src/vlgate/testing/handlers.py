@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import random
 import threading
@@ -31,6 +30,7 @@ from aiohttp import web
 
 from .answers import Ask, answer, estimate_text_tokens
 from .faults import Fault, FaultBook
+from .imageio import content_key
 from .records import Protocol, RecordedRequest
 from .render import parsed_image_tokens, render, stream_events, withheld
 from .rules import check_images
@@ -291,7 +291,7 @@ class RequestHandlers:
                 json_mode=parsed.json_mode,
                 noise=self.noise and not structured,
                 seed=self.seed,
-                image_keys=[hashlib.sha1(img.data).hexdigest()[:16] for img, _ in parsed.images],
+                image_keys=[content_key(img.data)[:16] for img, _ in parsed.images],
             )
         )
         canned = self._next_canned(parsed.model)

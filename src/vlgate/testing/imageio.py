@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import io
 import re
+import sys
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -81,6 +83,11 @@ def b64decode_strict(text: str) -> bytes:
         b'hi'
     """
     cleaned = text.strip()
+    if sys.version_info >= (3, 11):  # strict_mode is new in 3.11
+        # One C pass for well-formed input; anything it refuses takes the path below, so
+        # what is accepted and the error wording stay those of ``validate=True``.
+        with contextlib.suppress(binascii.Error, ValueError):
+            return binascii.a2b_base64(cleaned, strict_mode=True)
     try:
         return base64.b64decode(cleaned, validate=True)
     except (binascii.Error, ValueError):
@@ -109,6 +116,35 @@ def parse_data_uri(uri: str) -> tuple[str | None, bool, str] | None:
     return (m.group("mime") or None, "base64" in params, uri[comma + 1 :])
 
 
+# The SHA-1 of the last few image byte strings, by identity: the probe, the analysis and the
+# answer's seed of one request hash the same bytes object once. The entry holds the object, so
+# its id is not reused while it is remembered (only small images, so little memory is held).
+_keys: OrderedDict[int, tuple[bytes, str]] = OrderedDict()
+_keys_lock = threading.Lock()
+_KEY_MEMO_MAX_BYTES = 2 * 1024 * 1024
+
+
+def content_key(data: bytes) -> str:
+    """The SHA-1 hex digest of ``data`` (remembered for the last few objects hashed).
+
+    Example:
+        >>> content_key(b"hi")
+        'c22b5f9178342609428d6f51b2c5af4c0bde6a42'
+    """
+    with _keys_lock:
+        hit = _keys.get(id(data))
+    if hit is not None and hit[0] is data:
+        return hit[1]
+    key = hashlib.sha1(data).hexdigest()
+    if len(data) > _KEY_MEMO_MAX_BYTES:
+        return key
+    with _keys_lock:
+        _keys[id(data)] = (data, key)
+        while len(_keys) > 8:
+            _keys.popitem(last=False)
+    return key
+
+
 @dataclass(frozen=True)
 class ImageInfo:
     """What a cheap header probe learns: type, upright size, EXIF orientation."""
@@ -131,7 +167,7 @@ def probe(data: bytes) -> ImageInfo:
         >>> probe(b"not an image").size is None
         True
     """
-    key = hashlib.sha1(data).hexdigest()
+    key = content_key(data)
     with _probe_lock:
         hit = _probe_cache.get(key)
     if hit is not None:

@@ -20,7 +20,6 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import io
 import threading
 from collections import OrderedDict
@@ -29,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .imageio import FULL_DECODE_LONG, take_pixels
+from .imageio import FULL_DECODE_LONG, content_key, take_pixels
 from .scenes import _UPRIGHT, PALETTE
 
 try:  # libjpeg-turbo straight into numpy: half of Pillow's decode time for a small frame
@@ -88,7 +87,7 @@ def analyze(data: bytes) -> Sight | None:
         >>> analyze(b"garbage") is None
         True
     """
-    key = hashlib.sha1(data).hexdigest()
+    key = content_key(data)
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
