@@ -21,11 +21,9 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,10 +31,11 @@ from pathlib import Path
 import numpy as np
 
 import vlgate
-from vlgate.gateway import Alias, proxy_config, to_yaml
+from vlgate.gateway import Alias, proxy_config
+from vlgate.testing.proxy import litellm_proxy
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _emu import emulator_process, free_port
+from _emu import emulator_process
 
 ROOT = Path(__file__).resolve().parents[1]
 PROXY_BIN = Path(os.environ.get("VLGATE_LITELLM_PROXY", ROOT / ".venv-proxy" / "bin" / "litellm"))
@@ -69,45 +68,15 @@ def tree_cpu(pid: int) -> float:
 
 
 @contextmanager
-def litellm_proxy(emu_url: str) -> Iterator[tuple[str, int]]:
+def proxy_for(emu_url: str) -> Iterator[tuple[str, int]]:
     if not PROXY_BIN.exists():
         sys.exit(f"no LiteLLM Proxy at {PROXY_BIN}: run ./scripts/test once (it makes .venv-proxy)")
-    tmp = Path(tempfile.mkdtemp(prefix="vlgate-gw-"))
     cfg = proxy_config(
         [Alias("robot-gpt", "openai/gpt-4o", api_base=emu_url + "/v1", key_env="EMU_KEY")]
     )
-    (tmp / "config.yaml").write_text(to_yaml(cfg))
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "ANTHROPIC"))},
-        "EMU_KEY": KEY,
-        "LITELLM_MASTER_KEY": MASTER,
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        "LITELLM_TELEMETRY": "False",
-        "NO_DOCS": "True",
-    }
-    cmd = [str(PROXY_BIN), "--config", str(tmp / "config.yaml"), "--host", "127.0.0.1"]
-    cmd += ["--port", str(port), "--num_workers", "1"]
-    with open(tmp / "proxy.log", "wb") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                urllib.request.urlopen(base + "/health/liveliness", timeout=2).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    sys.exit("the LiteLLM Proxy did not start:\n" + (tmp / "proxy.log").read_text())
-                time.sleep(0.5)
-        yield base, proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    tmp = Path(tempfile.mkdtemp(prefix="vlgate-gw-"))
+    with litellm_proxy(PROXY_BIN, cfg, tmp, env={"EMU_KEY": KEY}, master_key=MASTER) as proxy:
+        yield proxy
 
 
 class Frames:
@@ -142,7 +111,7 @@ def fmt(values: list[float], unit: str = "") -> str:
 
 
 async def main(rounds: int, n: int) -> None:
-    with emulator_process(api_key=KEY) as emu_url, litellm_proxy(emu_url) as (base, proxy_pid):
+    with emulator_process(api_key=KEY) as emu_url, proxy_for(emu_url) as (base, proxy_pid):
         direct = vlgate.create("openai/gpt-4o", api_key=KEY, api_base=emu_url + "/v1", cache=False)
         gateway = vlgate.create(
             "litellm_proxy/robot-gpt", api_key=MASTER, api_base=base + "/v1", cache=False

@@ -7,12 +7,8 @@ lives in its own venv (``.venv-proxy``, from ``requirements-proxy.lock``, made b
 
 from __future__ import annotations
 
+import contextlib
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +21,7 @@ from vlgate.cli import app
 from vlgate.gateway import Alias, alias_info, proxy_config, to_yaml
 from vlgate.sizing import provider_size
 from vlgate.testing import Emulator
+from vlgate.testing.proxy import litellm_proxy
 from vlgate.testing.scenes import make_scene
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,12 +145,6 @@ def test_family_and_service_options_skip_the_lookup() -> None:
 # --- a real LiteLLM Proxy in front of the emulator --------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Emulator]]:
     if not PROXY_BIN.exists():
@@ -162,7 +153,7 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Emula
             "into .venv-proxy (set VLGATE_LITELLM_PROXY to another `litellm` executable)"
         )
     tmp = tmp_path_factory.mktemp("proxy")
-    with Emulator(api_key=EMU_KEY) as emu:
+    with Emulator(api_key=EMU_KEY) as emu, contextlib.ExitStack() as stack:
         cfg = proxy_config(
             [
                 Alias("robot-gpt", "openai/gpt-4o", api_base=emu.url + "/v1", key_env="EMU_KEY"),
@@ -181,54 +172,20 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Emula
                 ),
             ]
         )
-        (tmp / "config.yaml").write_text(to_yaml(cfg))
-        port = _free_port()
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "ANTHROPIC"))},
-            "EMU_KEY": EMU_KEY,
-            "LITELLM_MASTER_KEY": MASTER,
-            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-            "LITELLM_TELEMETRY": "False",
-            "NO_DOCS": "True",
-        }
-        log = open(tmp / "proxy.log", "wb")  # noqa: SIM115 - closed below
-        proc = subprocess.Popen(
-            [
-                str(PROXY_BIN),
-                "--config",
-                str(tmp / "config.yaml"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--num_workers",
-                "1",
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 360
-            while True:
-                try:
-                    urllib.request.urlopen(base + "/health/liveliness", timeout=2).read()
-                    break
-                except OSError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        log.close()
-                        sys.stderr.write((tmp / "proxy.log").read_text()[-3000:])
-                        pytest.fail("the LiteLLM Proxy did not start")
-                    time.sleep(0.5)
-            yield base, emu
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            log.close()
+            base, _ = stack.enter_context(
+                litellm_proxy(
+                    PROXY_BIN,
+                    cfg,
+                    tmp,
+                    env={"EMU_KEY": EMU_KEY},
+                    master_key=MASTER,
+                    start_timeout=360,
+                )
+            )
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
+        yield base, emu
 
 
 def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:

@@ -24,7 +24,9 @@ auth, parsing, faults, answering), :mod:`.render` (response bodies and streams p
 conventions), :mod:`.vision` (shape finder), :mod:`.scenes` (test images),
 :mod:`.pytest_plugin` (fixtures ``emulator``, ``emulator_session``); the Batch APIs:
 :mod:`.batches` (OpenAI, ``emu.batches``), :mod:`.batches_native` (Anthropic Message Batches,
-Gemini batch mode; ``native_batches(emu)``) and :mod:`.gemini_files` (Gemini Files API).
+Gemini batch mode; ``native_batches(emu)``) and :mod:`.gemini_files` (Gemini Files API);
+:mod:`.proxy` starts a real LiteLLM Proxy in front of it (the gateway tests and
+``benchmarks/gateway.py``).
 
 Importing this package is light: the server (aiohttp) loads on first use of ``Emulator``.
 """
