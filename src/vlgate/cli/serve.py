@@ -90,7 +90,8 @@ def emulate(
         typer.Option("--no-key", help="Accept requests with any key or none, like a local server."),
     ] = False,
     latency: Annotated[
-        float, typer.Option("--latency", help="Seconds added to each answer.")
+        float,
+        typer.Option("--latency", help="Response time of each answer in seconds (work included)."),
     ] = 0.0,
     scene: Annotated[
         Path | None,

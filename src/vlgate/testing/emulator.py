@@ -99,7 +99,8 @@ class Emulator(RequestHandlers):
 
     Args:
         api_key: the key every protocol expects (``None``: accept any or none).
-        latency: seconds added to every answer, or ``(lo, hi)`` for a seeded uniform delay.
+        latency: each answer's response time in seconds (the emulator's own work runs inside it),
+            or ``(lo, hi)`` for a seeded uniform one.
         seed: seeds answer noise and random latency.
         host, port: where to listen (``port=0``: an ephemeral port). Loopback only by default.
         noise: add realistic noise (fences, chatter, truncation) to grounding answers.

@@ -91,6 +91,7 @@ class RequestHandlers:
     async def _handle(
         self, request: web.Request, protocol: Protocol, variant: str
     ) -> web.StreamResponse:
+        started = asyncio.get_running_loop().time()
         raw = await request.read()
         try:
             body: Any = json.loads(raw) if raw else None
@@ -99,7 +100,7 @@ class RequestHandlers:
             body, bad_json = None, True
         rec = self._received(request, protocol, body)
         try:
-            return await self._serve(request, rec, variant, raw, bad_json)
+            return await self._serve(request, rec, variant, raw, bad_json, started)
         except WireError as exc:
             return self._error(
                 rec, variant, exc.status, exc.message, param=exc.param, code=exc.code
@@ -179,7 +180,13 @@ class RequestHandlers:
         return None
 
     async def _serve(
-        self, request: web.Request, rec: RecordedRequest, variant: str, raw: bytes, bad_json: bool
+        self,
+        request: web.Request,
+        rec: RecordedRequest,
+        variant: str,
+        raw: bytes,
+        bad_json: bool,
+        started: float,
     ) -> web.StreamResponse:
         protocol = rec.protocol
         problem = self._auth(request, protocol, variant)
@@ -206,9 +213,14 @@ class RequestHandlers:
         delay = self._delay()
         if fault is not None and fault.kind == "slow":
             delay += fault.seconds or 0.5
-        if delay > 0:
-            await asyncio.sleep(delay)
+        # The latency is the whole response time, as a client sees a provider's: the emulator's
+        # own work (validation, image analysis) happens inside it, not after it. Work done after
+        # the sleep would add to every answer and, at high concurrency, bunch the requests of a
+        # round into bursts that each wait for the whole burst's analysis (+17 % wall time at
+        # concurrency 32 and 100 ms for any client, measured).
+        due = started + delay
         if fault is not None and fault.kind != "ok":
+            await _sleep_until(due)
             rec.fault = fault.spec
             early = await self._apply_early_fault(request, rec, variant, fault)
             if early is not None:
@@ -216,6 +228,7 @@ class RequestHandlers:
         text_tokens = estimate_text_tokens(parsed.prompt)
         wait = self.faults.check_limit(parsed.model, text_tokens + 258 * len(parsed.images))
         if wait is not None:
+            await _sleep_until(due)
             return self._error(
                 rec,
                 variant,
@@ -223,7 +236,13 @@ class RequestHandlers:
                 f"Rate limit reached for {parsed.model}: please try again in {wait:.3f}s.",
                 headers={"Retry-After": f"{wait:.3f}"},
             )
-        reply = await self._reply(rec, variant, parsed, fault, text_tokens)
+        try:
+            reply = await self._reply(rec, variant, parsed, fault, text_tokens)
+        except WireError:
+            await _sleep_until(due)  # a rejected image is answered after the latency too
+            raise
+        await _sleep_until(due)
+        reply.record(rec)  # answered now, not while the latency runs
         request[_SCENE_KEY] = reply.scene
         kind = fault.kind if fault is not None else "ok"
         content, finish, usage = reply.content, reply.finish, reply.usage
@@ -309,8 +328,6 @@ class RequestHandlers:
             content = None
         elif kind == "prose":
             content = "Sure! I looked carefully at the picture and it shows a few shapes."
-        rec.response_text = content
-        rec.status = 200
         completion_tokens = estimate_text_tokens(content or "") if content else 0
         return _Reply(
             content, finish, (prompt_tokens, completion_tokens), scene_status(sights) or ""
@@ -347,6 +364,7 @@ class RequestHandlers:
             reply = await self._reply(
                 rec, variant, parsed, kind_fault, estimate_text_tokens(parsed.prompt)
             )
+            reply.record(rec)
         except WireError as exc:
             rec.status, rec.error = exc.status, exc.message
             body = error_body(rec.protocol, exc.status, exc.message, param=exc.param, code=exc.code)
@@ -505,6 +523,11 @@ class _Reply:
     usage: tuple[int, int]
     scene: str
 
+    def record(self, rec: RecordedRequest) -> None:
+        """Mark ``rec`` answered with this reply."""
+        rec.response_text = self.content
+        rec.status = 200
+
 
 _FAULT_MESSAGES = {
     429: "Rate limit exceeded (emulated).",
@@ -540,3 +563,10 @@ async def add_scene_header(request: web.Request, response: web.StreamResponse) -
 
 def _mask(key: str) -> str:
     return key[:3] + "*" * max(0, len(key) - 7) + key[-4:] if len(key) > 8 else "***"
+
+
+async def _sleep_until(due: float) -> None:
+    """Sleep until the event loop's clock reads ``due`` (at once when it already has)."""
+    remaining = due - asyncio.get_running_loop().time()
+    if remaining > 0:
+        await asyncio.sleep(remaining)
