@@ -18,6 +18,7 @@ from PIL import Image as PILImage
 
 from ..errors import ImageError
 from ..registry import ImageLimits
+from . import jpegstrips
 from ._lazy import LazyNumpy
 from .mime import FORMAT_MIME, SENDABLE_MIME, fmt_list, sniff_mime, sniff_sendable
 
@@ -296,9 +297,7 @@ def _encode_pixels(
                 arr = np.asarray(flatten_pil(img._resized(size)))
             if arr.shape[2] == 4:
                 arr = flatten_array(arr)
-            return bytes(
-                jpeg().encode_jpeg(arr, quality=quality, colorspace="RGB", colorsubsampling="420")
-            )
+            return jpegstrips.encode_rgb(jpeg(), arr, quality)
         im = flatten_pil(img._resized(size))
         return save(im, "JPEG", quality=quality, optimize=False, subsampling=2)
     im = img._resized(size)
