@@ -300,6 +300,37 @@ def test_ctrl_c_keeps_lines_and_resumes(tmp_path: Path, emulator: Emulator) -> N
     assert "batch: 20 of 20 image(s) done, 20 ok, 0 failed" in stdout
 
 
+def test_paths_on_stdin_start_before_the_list_ends(tmp_path: Path, emulator: Emulator) -> None:
+    truth = write_scenes(tmp_path / "imgs", 8)
+    paths = sorted(truth)
+    out = tmp_path / "r.jsonl"
+    env = {**os.environ, "OPENAI_API_KEY": KEY, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "vlgate", *batch_args(emulator, Path("-"), out, "-c", "2")]
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(paths[0] + "\n\n" + paths[1] + "\n")  # a blank line is skipped
+    proc.stdin.flush()
+    deadline = time.monotonic() + 60
+    while not (out.exists() and out.read_text().count("\n") >= 2):  # answered, stdin still open
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    assert len(emulator.requests) == 2
+    proc.stdin.write("".join(p + "\n" for p in paths[2:]))
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, (stdout, stderr)
+    records = read_lines(out)
+    assert sorted(str(r["image"]) for r in records) == paths
+    assert all(r["answer"] for r in records)
+    assert "batch: 8 of 8 image(s) done, 8 ok, 0 failed" in stdout
+
+
 @pytest.mark.slow
 def test_500_scenes_with_progress_bar_interrupted_and_resumed(
     tmp_path: Path, emulator: Emulator

@@ -223,6 +223,56 @@ def test_as_completed_stop_event_starts_nothing_new() -> None:
     assert len(started) <= 6
 
 
+def test_a_slow_producer_does_not_hold_back_finished_results() -> None:
+    # The second item exists only once the first result is out: a consumer that waited for the
+    # next item before yielding what is done would deadlock here (a camera, paths on stdin).
+    first_out = threading.Event()
+
+    def frames() -> Iterator[int]:
+        yield 0
+        assert first_out.wait(10), "the first result was held back until the next item"
+        yield 1
+
+    async def work(x: int) -> int:
+        return x * 10
+
+    async def main() -> list[tuple[int, int | BaseException]]:
+        out = []
+        async for got in as_completed(frames(), work, window=4):
+            out.append(got)
+            first_out.set()
+        return out
+
+    assert asyncio.run(main()) == [(0, 0), (1, 10)]
+
+
+def test_closing_early_with_a_pull_in_flight_closes_the_generator() -> None:
+    release = threading.Event()
+    closed = threading.Event()
+
+    def frames() -> Iterator[int]:
+        try:
+            yield 0
+            release.wait(10)
+            yield 1
+        finally:
+            closed.set()
+
+    async def work(x: int) -> int:
+        return x
+
+    async def main() -> None:
+        agen = as_completed(frames(), work, window=4)
+        assert await agen.__anext__() == (0, 0)  # the pull of item 1 is now blocked
+        close = asyncio.ensure_future(agen.aclose())
+        await asyncio.sleep(0.05)
+        release.set()  # the blocked next() returns; the generator is then closed
+        await close
+
+    asyncio.run(main())
+    assert closed.wait(5)
+
+
 # --- adaptive concurrency ------------------------------------------------------------------------
 
 

@@ -7,8 +7,9 @@ import contextlib
 import json
 import shlex
 import signal
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -33,7 +34,15 @@ from ._common import (
     print_json,
     stderr_bar,
 )
-from .batchjob import BatchStats, Summary, Task, find_images, run_batch, summarize
+from .batchjob import (
+    BatchStats,
+    Summary,
+    Task,
+    find_images,
+    read_image_paths,
+    run_batch,
+    summarize,
+)
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
@@ -93,7 +102,7 @@ class _Progress:
         self._bar.start()
         self._task = self._bar.add_task(
             "batch",
-            total=stats.found,
+            total=stats.found or None,
             completed=stats.skipped,
             rate="",
             usage="",
@@ -123,6 +132,7 @@ class _Progress:
         rate, spent = self._figures(stats)
         self._bar.update(
             self._task,
+            total=stats.found,  # grows while paths stream in from stdin
             advance=1,
             rate=rate,
             usage=spent,
@@ -156,7 +166,7 @@ def _sigint_sets(stop: asyncio.Event) -> Iterator[None]:
 
 async def _run(
     vl: VlModel,
-    paths: list[Path],
+    paths: Iterable[Path],
     task: Task,
     output: Path,
     concurrency: int,
@@ -221,7 +231,10 @@ FULL_VIEWS = 200
 
 def batch(
     source: Annotated[
-        str, typer.Argument(help="A directory, a glob ('shots/**/*.jpg') or one file.")
+        str,
+        typer.Argument(
+            help="A directory, a glob ('shots/**/*.jpg'), one file, or - for paths on stdin."
+        ),
     ],
     prompt: Annotated[
         str | None, typer.Argument(help="The question (not needed with --detect/--point).")
@@ -324,8 +337,18 @@ def batch(
             ]
             if given:
                 raise ConfigError(f"--provider-batch does not take {', '.join(given)}")
-        paths = find_images(source)
-        if not paths:
+        streamed: Iterator[Path] | None = None
+        if source == "-":
+            # Paths from stdin, started as they arrive (`find ... | vlgate batch - PROMPT`);
+            # the provider batch and Ray need the whole list first.
+            paths: list[Path] = []
+            if provider_batch or ray_address is not None:
+                paths = list(read_image_paths(sys.stdin))
+            else:
+                streamed = read_image_paths(sys.stdin, seen=paths)
+        else:
+            paths = find_images(source)
+        if not paths and streamed is None:
             fail(f"no images found in {source}")
         vl = build_model(
             {
@@ -373,7 +396,8 @@ def batch(
                 bar=bar,
             )
         else:
-            stats = asyncio.run(_run(vl, paths, task, output, workers, limit, retry_failed, bar))
+            todo = paths if streamed is None else streamed
+            stats = asyncio.run(_run(vl, todo, task, output, workers, limit, retry_failed, bar))
         summary = _summary_data(stats, summarize(output, paths), vl, output, html)
         if html is not None:
             _report(output, html, paths, subtitle=vl.config.model)

@@ -36,6 +36,7 @@ __all__ = [
     "BatchStats",
     "Task",
     "find_images",
+    "read_image_paths",
     "read_records",
     "run_batch",
     "summarize",
@@ -106,6 +107,24 @@ def find_images(source: str | Path) -> list[Path]:
     else:
         raise ConfigError(f"{text} is not a directory, a file or a glob pattern")
     return sorted(found)
+
+
+def read_image_paths(lines: Iterable[str], seen: list[Path] | None = None) -> Iterator[Path]:
+    """The image paths of ``lines`` (one per line, e.g. ``sys.stdin``), yielded as they are
+    read so a batch starts on the first one; blank lines are skipped. Each path is also
+    appended to ``seen`` when given (the run's summary needs them afterwards).
+
+    Example:
+        >>> list(read_image_paths(["a.jpg\\n", "\\n", " b.png \\n"]))
+        [PosixPath('a.jpg'), PosixPath('b.png')]
+    """
+    for line in lines:
+        text = line.strip()
+        if text:
+            path = Path(text).expanduser()
+            if seen is not None:
+                seen.append(path)
+            yield path
 
 
 async def _ask(model: VlModel, path: Path, task: Task) -> BatchRecord:

@@ -115,18 +115,12 @@ def _next_or_done(iterator: Any) -> Any:
 
 
 async def _pull(source: Iterable[T] | AsyncIterable[T]) -> AsyncGenerator[T, None]:
-    """The items of ``source``, one at a time, without blocking the loop on a slow producer.
-
-    A list or range is indexed directly; any other iterable (a generator reading a video, a
-    directory walk) is advanced in the worker pool, one ``next()`` at a time, so it never runs
-    concurrently with itself.
+    """The items of ``source``, one at a time, without blocking the loop on a slow producer:
+    an iterable (a generator reading a video, a directory walk) is advanced in the worker pool,
+    one ``next()`` at a time, so it never runs concurrently with itself.
     """
     if isinstance(source, AsyncIterable):
         async for item in source:
-            yield item
-        return
-    if isinstance(source, Sequence):
-        for item in source:
             yield item
         return
     iterator = iter(source)
@@ -162,35 +156,56 @@ async def as_completed(
     early cancels the items in progress too.
     """
     width = window if callable(window) else (lambda: window)
-    items = _pull(source)
+    # An in-memory sequence is read in place; anything else is pulled off the loop, and that
+    # pull races the items in flight, so a slow producer (a camera, paths piped in) never holds
+    # back the results already done.
+    listed = iter(source) if isinstance(source, Sequence) else None
+    items = _pull(source) if listed is None else None
+    pull: asyncio.Future[T] | None = None
     pending: dict[asyncio.Future[R], int] = {}
     index = 0
     exhausted = False
     stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
     try:
         while True:
-            while not exhausted and len(pending) < max(1, width()):
+            while not exhausted and pull is None and len(pending) < max(1, width()):
                 if stop is not None and stop.is_set():
                     exhausted = True
                     break
+                if items is not None:
+                    pull = asyncio.ensure_future(items.__anext__())
+                    break
+                assert listed is not None
                 try:
-                    item = await items.__anext__()
-                except StopAsyncIteration:
+                    item = next(listed)
+                except StopIteration:
                     exhausted = True
                     break
                 pending[asyncio.ensure_future(fn(item))] = index
                 index += 1
                 del item  # the task holds it; this frame must not keep the last one alive
-            if not pending:
+            if not pending and pull is None:
                 return
             waiting: set[asyncio.Future[Any]] = set(pending)
-            if stopper is not None:
-                waiting.add(stopper)
+            for extra in (pull, stopper):
+                if extra is not None:
+                    waiting.add(extra)
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if stopper is not None and stopper in done:
                 return
+            if pull is not None and pull in done:
+                got, pull = pull, None
+                try:
+                    pending[asyncio.ensure_future(fn(got.result()))] = index
+                except StopAsyncIteration:
+                    exhausted = True
+                else:
+                    index += 1
+                del got
             for task in done:
-                i = pending.pop(task)
+                i = pending.pop(task, None)
+                if i is None:
+                    continue  # the pull or the stopper
                 exc = task.exception()
                 if exc is None:
                     yield i, task.result()
@@ -203,9 +218,13 @@ async def as_completed(
             stopper.cancel()
         for task in pending:
             task.cancel()
+        if pull is not None:
+            pull.cancel()
+            await asyncio.gather(pull, return_exceptions=True)
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
-        await items.aclose()
+        if items is not None:
+            await items.aclose()
 
 
 async def collect(
