@@ -231,7 +231,7 @@ def _probe_plain_jpeg(data: bytes, key: str) -> ImageInfo | None:
         if colorspace != "YCbCr" or w < 1 or h < 1 or (cap is not None and w * h > cap):
             return None  # (a bomb is for Pillow to refuse, as before)
         if max(w, h) <= FULL_DECODE_LONG:
-            _keep_pixels(key, _simplejpeg.decode_jpeg(data, colorspace="RGB"))
+            _keep_pixels(key, _simplejpeg.decode_jpeg(data, colorspace="RGBX"))
         else:
             _simplejpeg.decode_jpeg(data, colorspace="RGB", min_factor=8)
     except ValueError:

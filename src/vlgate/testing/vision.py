@@ -104,7 +104,8 @@ def analyze(data: bytes) -> Sight | None:
 
 
 def _decode(data: bytes) -> tuple[np.ndarray, tuple[int, int]]:
-    """Upright RGB array (maybe reduced) and the upright full-resolution size."""
+    """Upright pixels (maybe reduced; :func:`_packed` form) and the upright full-resolution
+    size."""
     with Image.open(io.BytesIO(data)) as im:
         full_w, full_h = im.size
         tag = im.getexif().get(0x0112)
@@ -116,7 +117,8 @@ def _decode(data: bytes) -> tuple[np.ndarray, tuple[int, int]]:
             small = (max(1, int(full_w / k)), max(1, int(full_h / k)))
         plain = small is None and orientation == 1 and im.mode == "RGB"
         if plain and im.format == "JPEG" and _simplejpeg is not None:
-            return _simplejpeg.decode_jpeg(data, colorspace="RGB"), (full_w, full_h)
+            rgbx = _simplejpeg.decode_jpeg(data, colorspace="RGBX")
+            return _packed(rgbx), (full_w, full_h)
         if small is not None:
             im.draft("RGB", small)
         im.load()
@@ -126,12 +128,30 @@ def _decode(data: bytes) -> tuple[np.ndarray, tuple[int, int]]:
         rgb = rgb.transpose(op)
     if orientation in (5, 6, 7, 8):
         full_w, full_h = full_h, full_w
-    return np.asarray(rgb), (full_w, full_h)
+    return _packed(np.asarray(rgb)), (full_w, full_h)
 
 
-def _build_lut() -> np.ndarray:
-    # Palette index for every colour quantised to 5 bits per channel (32768 entries), so that
-    # classifying a pixel is one table lookup instead of seven distance computations.
+_U32 = np.dtype("<u4")
+
+
+def _packed(pixels: np.ndarray) -> np.ndarray:
+    """An ``(h, w)`` uint32 array ``r | g << 8 | b << 16 | x << 24`` of RGB(X) uint8 pixels
+    (``x``: anything): one lookup of the low 24 bits in :data:`_LUT` classifies a pixel,
+    a shift and a mask give a channel. A contiguous RGBX array is viewed, anything else copied.
+    """
+    if pixels.ndim == 2 and pixels.dtype == _U32:
+        return pixels
+    h, w = int(pixels.shape[0]), int(pixels.shape[1])
+    if pixels.shape[2] == 4 and pixels.dtype == np.uint8 and pixels.flags.c_contiguous:
+        return pixels.view(_U32).reshape(h, w)
+    rgbx = np.zeros((h, w, 4), np.uint8)
+    rgbx[..., :3] = pixels[..., :3]
+    return rgbx.view(_U32).reshape(h, w)
+
+
+def _build_lut5() -> np.ndarray:
+    # Palette index for every colour quantised to 5 bits per channel (32768 entries, index
+    # r5 << 10 | g5 << 5 | b5): the nearest palette colour within reach, or -1.
     q = (np.arange(32, dtype=np.int32) << 3) + 4
     r, g, b = np.meshgrid(q, q, q, indexing="ij")
     p = np.stack([r, g, b], axis=-1).reshape(-1, 3)
@@ -142,28 +162,38 @@ def _build_lut() -> np.ndarray:
     return np.where(ok, best, -1).astype(np.int8)
 
 
+_GREY = -2  # a background pixel: neutral, mid-bright (the scene test's "grey")
+_OTHER = -1  # neither a palette colour nor background grey
+
+
+def _build_lut() -> np.ndarray:
+    """The class of every 24-bit colour, indexed ``r | g << 8 | b << 16`` (16 MiB): a palette
+    index, :data:`_GREY` or :data:`_OTHER`. A palette colour depends on the 5-bit quantised
+    colour only; the grey test (spread of the channels < 40, mean in 91..234) on the exact one."""
+    cube = _build_lut5().reshape(32, 32, 32)  # [r5, g5, b5]
+    lut = np.ascontiguousarray(cube.transpose(2, 1, 0)).repeat(8, 0).repeat(8, 1).repeat(8, 2)
+    levels = np.arange(256, dtype=np.int16)
+    g, r = np.meshgrid(levels, levels, indexing="ij")
+    lo, hi, rg = np.minimum(r, g), np.maximum(r, g), r + g
+    for b in range(256):  # lut[b] is indexed [g, r]
+        chroma = np.maximum(hi, b) - np.minimum(lo, b)
+        lum3 = rg + b
+        grey = (chroma < 40) & (lum3 > 3 * 90) & (lum3 < 3 * 235) & (lut[b] < 0)
+        lut[b][grey] = _GREY
+    return lut.reshape(-1)
+
+
 _LUT = _build_lut()
 
 
-def _classify(pixels: np.ndarray) -> np.ndarray:
-    """Palette index per pixel, -1 for background. ``pixels``: (..., 3) uint8."""
-    return _classify_planes(pixels[..., 0], pixels[..., 1], pixels[..., 2])
+def _palette_classes(packed: np.ndarray) -> np.ndarray:
+    """The palette index of each :func:`_packed` pixel, negative for none (a new array).
 
-
-def _classify_planes(r: np.ndarray, g: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """:func:`_classify` on the three uint8 channel planes."""
-    # The LUT index (5 bits per channel) by shifts; one gather (a gather per channel cost 2x).
-    index = (r >> 3).astype(np.uint16) << 10
-    index |= (g >> 3).astype(np.uint16) << 5
-    index |= b >> 3
-    result: np.ndarray = np.take(_LUT, index)
-    return result
-
-
-def _planes(pixels: np.ndarray, step: int) -> np.ndarray:
-    """The samples every ``step`` pixels as three contiguous uint8 planes ``(3, h, w)``."""
-    # One copy through a transposed view: 4x faster than copying (h, w, 3) samples.
-    return np.ascontiguousarray(pixels[::step, ::step, :3].transpose(2, 0, 1))
+    A palette colour depends on the 5-bit colour only: the table's entry for the corner of
+    the pixel's 8x8x8 colour cell answers it, and those 32768 entries (256 KiB of the table's
+    cache lines) stay in cache where a lookup of the exact colours would not.
+    """
+    return np.take(_LUT, packed & 0xF8F8F8)
 
 
 def _labelled_components(
@@ -172,23 +202,31 @@ def _labelled_components(
     """Connected components of equal non-negative labels, all labels in one pass (row runs +
     union-find). Returns ``(label, y0, x0, y1, x1, n_pixels)`` with inclusive bounds."""
     h, w = labels.shape
-    padded = np.full((h, w + 2), -1, dtype=np.int16)
-    padded[:, 1:-1] = labels
-    change = padded[:, 1:] != padded[:, :-1]  # a run starts or ends between these columns
-    rr, cc = np.nonzero(change)
-    vals = padded[rr, cc + 1]
-    # Each change at (r, c) starts a run of vals at column c that ends at the next change.
-    keep = np.flatnonzero((vals[:-1] >= 0) & (rr[1:] == rr[:-1]))
-    run_rows = rr[keep]
+    # The rows one after another, each followed by a -1 (and one -1 first): a run of a label
+    # starts where the value changes and ends at the next change, never crossing a row.
+    width = w + 1
+    flat = np.full(h * width + 1, -1, dtype=np.int8)
+    flat[1:].reshape(h, width)[:, :w] = labels
+    change = (flat[1:] != flat[:-1]).nonzero()[0]  # (a run starts at change + 1)
+    vals = flat[change + 1]
+    keep = (vals >= 0).nonzero()[0]
+    starts = change[keep]
+    run_rows, run_s = np.divmod(starts, width)
     rows: list[int] = run_rows.tolist()
-    s: list[int] = cc[keep].tolist()
-    e: list[int] = cc[keep + 1].tolist()
+    s: list[int] = run_s.tolist()
+    e: list[int] = (run_s + (change[keep + 1] - starts)).tolist()
     lab: list[int] = vals[keep].tolist()
     n = len(rows)
     touch = 1 if diagonal else 0
     parent = list(range(n))
     # Runs are in row order; bounds[k]:bounds[k + 1] are the runs of one row.
-    bounds = [0, *(np.flatnonzero(run_rows[1:] != run_rows[:-1]) + 1).tolist(), n]
+    bounds = [0]
+    row = rows[0] if n else 0
+    for k in range(1, n):
+        if rows[k] != row:
+            bounds.append(k)
+            row = rows[k]
+    bounds.append(n)
     for k in range(1, len(bounds) - 1):
         i, i_end, j_end = bounds[k - 1], bounds[k], bounds[k + 1]
         if rows[i] + 1 != rows[i_end]:
@@ -246,17 +284,17 @@ def _refine(
     stays within ``step`` of this shape's box, so it never reaches another shape of the colour
     (those are further away than that).
     """
-    h, w = arr.shape[:2]
+    h, w = arr.shape
     pad = step if step > 1 else 0
     y0, x0, y1, x1 = samples
     top, left = max(0, y0 - pad), max(0, x0 - pad)
     bottom, right = min(h, y1 + pad + 1), min(w, x1 + pad + 1)
     for _ in range(_MAX_GROW):
-        fine = _classify(arr[top:bottom, left:right]) == ci
-        ys = np.flatnonzero(fine.any(axis=1))
+        fine = _palette_classes(arr[top:bottom, left:right]) == ci
+        ys = fine.any(axis=1).nonzero()[0]
         if len(ys) == 0:
             return None
-        xs = np.flatnonzero(fine.any(axis=0))
+        xs = fine.any(axis=0).nonzero()[0]
         fy0, fy1 = top + int(ys[0]), top + int(ys[-1]) + 1
         fx0, fx1 = left + int(xs[0]), left + int(xs[-1]) + 1
         if pad == 0:
@@ -292,8 +330,9 @@ def looks_like_scene(pixels: np.ndarray) -> bool:
         >>> looks_like_scene(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8))
         False
     """
-    r, g, b = _planes(pixels, _grid_step(pixels))
-    return r.size > 0 and _scene_like(r, g, b, _classify_planes(r, g, b))
+    step = _grid_step(pixels)
+    grid = _packed(pixels[::step, ::step]) & 0xFFFFFF
+    return grid.size > 0 and _scene_like(grid, np.take(_LUT, grid))
 
 
 def _grid_step(pixels: np.ndarray) -> int:
@@ -306,44 +345,57 @@ def _grid_step(pixels: np.ndarray) -> int:
     return max(1, min(max(h, w) // _COARSE_LONG, int(_MAX_STEP_FRACTION * min(h, w))))
 
 
-def _scene_like(r8: np.ndarray, g8: np.ndarray, b8: np.ndarray, classes: np.ndarray) -> bool:
-    """:func:`looks_like_scene` on the channel planes of a sampled grid whose palette
-    ``classes`` are known."""
-    # Channel by channel: numpy reduces over a last axis of length 3 slowly, and the sum of the
-    # channels compares exactly as their mean would.
-    r, g, b = r8.astype(np.int16), g8.astype(np.int16), b8.astype(np.int16)
-    chroma = np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)
-    lum3 = r + g + b
-    grey = (chroma < 40) & (lum3 > 3 * 90) & (lum3 < 3 * 235)
-    other = ~(grey | (classes >= 0))
-    if np.count_nonzero(other) > _MAX_OTHER * other.size:
+def _scene_like(grid: np.ndarray, classes: np.ndarray) -> bool:
+    """:func:`looks_like_scene` on a sampled grid of :func:`_packed` pixels (contiguous, the
+    fourth byte clear) whose ``classes`` are known."""
+    if np.count_nonzero(classes == _OTHER) > _MAX_OTHER * classes.size:
         return False
-    codes = ((r >> 4) << 8) | ((g >> 4) << 4) | (b >> 4)
+    # The colour quantised to 4 bits a channel as a 12-bit code: the multiplication moves the
+    # three high nibbles (bits 4, 12, 20) side by side into bits 20-31 without carries.
+    codes = grid & 0xF0F0F0
+    codes *= 0x1001001
+    codes >>= 20
     counts = np.bincount(codes.ravel(), minlength=4096)
     # Only the used colours sorted (np.partition or a sort of all 4096 are far slower).
     used = np.sort(counts[counts > 0])
     return float(used[-16:].sum()) / codes.size >= _MIN_TOP_COLOURS
 
 
+def _mean_rgb(grid: np.ndarray) -> tuple[int, int, int]:
+    """The mean colour of :func:`_packed` pixels whose fourth byte is clear, each channel
+    truncated to an int."""
+    n = grid.size
+    if n == 0:
+        return (0, 0, 0)
+    # One channel at a time (a sum over a last axis of 3 or 4 is many times slower); green from
+    # the sum of whole pixels, r + 256 g + 65536 b.
+    rs = int((grid & 0xFF).sum(dtype=np.int64))
+    bs = int((grid >> 16).sum(dtype=np.int64))
+    gs = (int(grid.sum(dtype=np.int64)) - rs - 65536 * bs) >> 8
+    return (int(rs / n), int(gs / n), int(bs / n))
+
+
 def _analyze(data: bytes, pixels: np.ndarray | None = None) -> Sight:
-    # ``pixels``: what the emulator's probe already decoded (a plain colour JPEG, upright).
+    # ``pixels``: what the emulator's probe already decoded (a plain colour JPEG, upright RGBX;
+    # ours to reuse).
     if pixels is None:
         arr, (full_w, full_h) = _decode(data)
     else:
-        arr, full_w, full_h = pixels, pixels.shape[1], pixels.shape[0]
-    ah, aw = arr.shape[:2]
+        arr = _packed(pixels)
+        full_w, full_h = arr.shape[1], arr.shape[0]
+    ah, aw = arr.shape
     # Components are found on a sampled grid, then every box is refined on the full decoded
     # image around it: the sampling costs speed, not accuracy.
     step = _grid_step(arr)
-    r, g, b = _planes(arr, step)
-    coarse = _classify_planes(r, g, b)
-    if r.size == 0 or not _scene_like(r, g, b, coarse):
-        grid = arr[:: max(1, max(ah, aw) // _SCENE_GRID), :: max(1, max(ah, aw) // _SCENE_GRID)]
-        m = grid.reshape(-1, 3).mean(axis=0) if grid.size else np.zeros(3)
-        return Sight((full_w, full_h), (), (int(m[0]), int(m[1]), int(m[2])), scene=False)
+    grid = arr[::step, ::step] & 0xFFFFFF
+    coarse = np.take(_LUT, grid)
+    if grid.size == 0 or not _scene_like(grid, coarse):
+        k = max(1, max(ah, aw) // _SCENE_GRID)
+        return Sight((full_w, full_h), (), _mean_rgb(arr[::k, ::k] & 0xFFFFFF), scene=False)
     sx, sy = full_w / aw, full_h / ah
     found: list[Seen] = []
     boxes: dict[int, list[tuple[int, int, int, int]]] = {}
+    np.maximum(coarse, -1, out=coarse)  # (one background label: fewer runs)
     comps = _labelled_components(coarse, diagonal=step > 1)
     if len(comps) > _MAX_COMPONENTS:
         # Not a scene (noise, a photo): its largest blobs are answer enough; refining
@@ -368,6 +420,4 @@ def _analyze(data: bytes, pixels: np.ndarray | None = None) -> Sight:
         center = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
         found.append(Seen(f"{name} {shape}", name, shape, box, center))
     found.sort(key=lambda o: (round(o.center[1] / 8), o.center[0]))
-    n = max(1, coarse.size)  # (channel sums: a sum over a last axis of 3 is 20x slower)
-    rs, gs, bs = (int(c.sum(dtype=np.int64)) for c in (r, g, b))
-    return Sight((full_w, full_h), tuple(found), (int(rs / n), int(gs / n), int(bs / n)))
+    return Sight((full_w, full_h), tuple(found), _mean_rgb(grid))
