@@ -291,11 +291,16 @@ def _refine(
     bottom, right = min(h, y1 + pad + 1), min(w, x1 + pad + 1)
     for _ in range(_MAX_GROW):
         fine = _palette_classes(arr[top:bottom, left:right]) == ci
-        ys = fine.any(axis=1).nonzero()[0]
-        if len(ys) == 0:
+        # The first and last rows from the first True in the flat array and in its reverse
+        # (argmax stops at the first True): cheaper than a reduction along the rows.
+        flat = fine.ravel()
+        first = int(flat.argmax())
+        if not flat[first]:
             return None
+        last = flat.size - 1 - int(flat[::-1].argmax())
         xs = fine.any(axis=0).nonzero()[0]
-        fy0, fy1 = top + int(ys[0]), top + int(ys[-1]) + 1
+        cw = right - left
+        fy0, fy1 = top + first // cw, top + last // cw + 1
         fx0, fx1 = left + int(xs[0]), left + int(xs[-1]) + 1
         if pad == 0:
             break
