@@ -51,6 +51,17 @@ def _strip_pool() -> ThreadPoolExecutor:
         return _pool
 
 
+def _forget_after_fork() -> None:
+    # The child of a fork has no strip threads (the executor would queue work for no one) and
+    # none of the parent's encodes in flight.
+    global _pool, _busy, _lock
+    _pool, _busy, _lock = None, 0, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 def encode_rgb(sj: Any, arr: NDArray[np.uint8], quality: int) -> bytes:
     """``arr`` (HxWx3 RGB, C-contiguous) as a 4:2:0 JPEG from simplejpeg module ``sj``, in
     strips on idle cores when the frame is large enough to gain from it.

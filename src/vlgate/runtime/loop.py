@@ -11,6 +11,7 @@ import atexit
 import concurrent.futures
 import contextlib
 import inspect
+import os
 import threading
 import weakref
 from collections.abc import Callable, Coroutine
@@ -43,6 +44,17 @@ def _background_loop() -> asyncio.AbstractEventLoop:
             thread.start()
             _loop, _thread = loop, thread
         return _loop
+
+
+def _forget_loop_after_fork() -> None:
+    # The loop thread does not exist in a forked child; a lock another thread held at the fork
+    # would stay held forever. The child starts its own loop on first use.
+    global _lock, _loop, _thread
+    _lock, _loop, _thread = threading.Lock(), None, None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_loop_after_fork)
 
 
 _POLL = 0.2
