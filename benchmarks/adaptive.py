@@ -2,10 +2,10 @@
 
 The emulator enforces ``--limit`` requests per ``--window`` seconds for the model and answers
 the rest with 429 + Retry-After, after ``--latency`` seconds. A batch of ``--images`` small
-frames runs with a fixed ``max_concurrency`` (64, and 4), and with ``adaptive_concurrency=True``
-(start 8, cap 64). Printed per variant: wall time, 429s drawn, requests that failed after their
-retries, and the adaptive limit at the end. Each variant runs ``--runs`` times (interleaved);
-median and min-max.
+frames runs with a fixed ``max_concurrency`` (64, and 4: ``adaptive_concurrency=False``), and
+adaptive (cap 64) from 8 and from 64 (the default). Printed per variant: wall time, 429s drawn,
+requests that failed after their retries, and the adaptive limit at the end. Each variant runs
+``--runs`` times (interleaved); median and min-max.
 
     python benchmarks/adaptive.py [--images 200] [--limit 20] [--window 1.0] [--latency 0.1]
 """
@@ -42,12 +42,17 @@ def main() -> None:
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in range(args.images)]
     variants = {
-        "fixed max_concurrency=64": {"max_concurrency": 64},
-        "fixed max_concurrency=4": {"max_concurrency": 4},
+        "fixed max_concurrency=64": {"max_concurrency": 64, "adaptive_concurrency": False},
+        "fixed max_concurrency=4": {"max_concurrency": 4, "adaptive_concurrency": False},
         "adaptive (start 8, cap 64)": {
             "max_concurrency": 64,
             "adaptive_concurrency": True,
             "initial_concurrency": 8,
+        },
+        "adaptive (start 64, cap 64; the default)": {
+            "max_concurrency": 64,
+            "adaptive_concurrency": True,
+            "initial_concurrency": 64,
         },
     }
     results: dict[str, list[tuple[float, int, int, int]]] = {name: [] for name in variants}

@@ -372,8 +372,20 @@ def test_aimd_keeps_a_rate_limited_batch_from_failing(emulator: Emulator) -> Non
 
     adaptive, adaptive_429 = run(adaptive_concurrency=True, initial_concurrency=4)
     assert all(isinstance(a, str) for a in adaptive)
-    _, fixed_429 = run(max_concurrency=64)
-    assert adaptive_429 < fixed_429
+    default, default_429 = run(max_concurrency=64)  # adaptive by default, from 64
+    assert all(isinstance(a, str) for a in default)
+    _, fixed_429 = run(max_concurrency=64, adaptive_concurrency=False)
+    assert adaptive_429 < fixed_429 and default_429 <= fixed_429
+
+
+def test_adaptive_by_default_starts_at_the_limit_and_only_backs_off(emulator: Emulator) -> None:
+    model = make(emulator, max_concurrency=16)
+    assert model.config.adaptive_concurrency and model.concurrency == 16
+    model.query_batch([png_bytes()] * 32, "describe")  # no 429: nothing to adapt
+    assert model.concurrency == 16
+    emulator.script("gpt-4o-mini", ["429"] * 4)
+    model.query_batch([png_bytes()] * 8, "describe")
+    assert model.concurrency < 16
 
 
 def test_a_bad_array_in_a_list_raises_before_anything_is_sent(emulator: Emulator) -> None:

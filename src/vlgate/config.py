@@ -39,12 +39,14 @@ class ModelConfig(BaseModel):
     max_concurrency: int | None = Field(default=None, ge=1, le=1024)
     """How many requests one model sends at once (batches, multi-prompt queries); default: the
     provider's (64 for hosted APIs, 4 for Ollama, 1 for an in-process model)."""
-    adaptive_concurrency: bool = False
-    """Adapt the requests in flight to the provider: start at ``initial_concurrency``, raise
-    while latency holds and no 429 arrives, halve on 429/503/529 (AIMD), never past
-    ``max_concurrency``."""
+    adaptive_concurrency: bool = True
+    """Adapt the requests in flight to the provider (AIMD): start at ``initial_concurrency``,
+    halve on 429/503/529 (once per round trip), grow back while latency holds and no 429
+    arrives, never past ``max_concurrency``. With the default start nothing changes while the
+    provider keeps up; under a rate limit far fewer requests fail. ``False``: a fixed limit."""
     initial_concurrency: int | None = Field(default=None, ge=1, le=1024)
-    """Where ``adaptive_concurrency`` starts (default: 8, or ``max_concurrency`` if lower)."""
+    """Where adaptive concurrency starts (default: ``max_concurrency``); lower starts grow by
+    one per answer until the first 429 (slow start)."""
     max_retries: int = Field(default=3, ge=0, le=20)
     """Retries after the first attempt for 429, 5xx, timeouts and connection errors."""
     timeout: float = Field(default=60.0, gt=0)

@@ -36,7 +36,6 @@ from ..errors import ProviderError, RateLimitError
 __all__ = ["ConcurrencyLimit", "Gate", "is_overload"]
 
 _OVERLOAD_STATUS = frozenset({503, 529})
-_DEFAULT_START = 8
 
 
 def is_overload(exc: BaseException) -> bool:
@@ -64,10 +63,7 @@ class ConcurrencyLimit:
     ) -> None:
         self.maximum = max(1, int(maximum))
         self.adaptive = adaptive
-        if not adaptive:
-            start = self.maximum
-        else:
-            start = _DEFAULT_START if initial is None else int(initial)
+        start = self.maximum if not adaptive or initial is None else int(initial)
         self._limit = float(min(self.maximum, max(1, start)))
         self._slow_start = True
         self._fastest: float | None = None
