@@ -89,6 +89,12 @@ def intent_of(prompt: str, *, has_schema: bool = False, json_mode: bool = False)
         >>> intent_of("Point to the blue square")
         'point'
     """
+    return _intent(prompt, has_schema, json_mode)
+
+
+@functools.lru_cache(maxsize=256)
+def _intent(prompt: str, has_schema: bool, json_mode: bool) -> str:
+    # Cached: a stream of frames is usually asked the same question.
     p = prompt.lower()
     if has_schema:
         return "schema"

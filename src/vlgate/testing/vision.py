@@ -302,8 +302,8 @@ def _refine(
         cw = right - left
         fy0, fy1 = top + first // cw, top + last // cw + 1
         fx0, fx1 = left + int(xs[0]), left + int(xs[-1]) + 1
-        if pad == 0:
-            break
+        if pad == 0 or (fy0 > top and fx0 > left and fy1 < bottom and fx1 < right):
+            break  # (the shape does not touch the crop's edge: nothing to grow)
         grown = (
             max(0, fy0 - pad) if fy0 == top else top,
             max(0, fx0 - pad) if fx0 == left else left,
@@ -414,8 +414,8 @@ def _analyze(data: bytes, pixels: np.ndarray | None = None) -> Sight:
             continue
         by0, bx0, by1, bx1, count = refined
         area = (by1 - by0) * (bx1 - bx0)
-        if count < 4 or any(
-            bx0 >= b[0] and by0 >= b[1] and bx1 <= b[2] and by1 <= b[3] for b in seen
+        if count < 4 or (
+            seen and any(bx0 >= b[0] and by0 >= b[1] and bx1 <= b[2] and by1 <= b[3] for b in seen)
         ):
             continue  # a speck (JPEG ringing at an edge), or part of a shape already seen
         seen.append((bx0, by0, bx1, by1))
