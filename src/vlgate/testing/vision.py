@@ -136,7 +136,7 @@ _U32 = np.dtype("<u4")
 
 def _packed(pixels: np.ndarray) -> np.ndarray:
     """An ``(h, w)`` uint32 array ``r | g << 8 | b << 16 | x << 24`` of RGB(X) uint8 pixels
-    (``x``: anything): one lookup of the low 24 bits in :data:`_LUT` classifies a pixel,
+    (``x``: anything): one masked lookup in :data:`_CELLS` classifies a pixel,
     a shift and a mask give a channel. A contiguous RGBX array is viewed, anything else copied.
     """
     if pixels.ndim == 2 and pixels.dtype == _U32:
@@ -162,38 +162,50 @@ def _build_lut5() -> np.ndarray:
     return np.where(ok, best, -1).astype(np.int8)
 
 
-_GREY = -2  # a background pixel: neutral, mid-bright (the scene test's "grey")
-_OTHER = -1  # neither a palette colour nor background grey
+_OTHER = -1  # no colour of the cell is background grey (nor a palette colour)
+_GREY = -2  # every colour of the cell is background grey: neutral and mid-bright
+_MIXED = -3  # some colours of the cell are grey, some not: each pixel is tested exactly
 
 
-def _build_lut() -> np.ndarray:
-    """The class of every 24-bit colour, indexed ``r | g << 8 | b << 16`` (16 MiB): a palette
-    index, :data:`_GREY` or :data:`_OTHER`. A palette colour depends on the 5-bit quantised
-    colour only; the grey test (spread of the channels < 40, mean in 91..234) on the exact one."""
-    cube = _build_lut5().reshape(32, 32, 32)  # [r5, g5, b5]
-    lut = np.ascontiguousarray(cube.transpose(2, 1, 0)).repeat(8, 0).repeat(8, 1).repeat(8, 2)
-    levels = np.arange(256, dtype=np.int16)
-    g, r = np.meshgrid(levels, levels, indexing="ij")
-    lo, hi, rg = np.minimum(r, g), np.maximum(r, g), r + g
-    for b in range(256):  # lut[b] is indexed [g, r]
-        chroma = np.maximum(hi, b) - np.minimum(lo, b)
-        lum3 = rg + b
-        grey = (chroma < 40) & (lum3 > 3 * 90) & (lum3 < 3 * 235) & (lut[b] < 0)
-        lut[b][grey] = _GREY
-    return lut.reshape(-1)
+def _build_cells() -> np.ndarray:
+    """The class of every 8x8x8 colour cell, stored at the cell's first colour (``r | g << 8 |
+    b << 16`` with the low 3 bits of each channel clear), so that ``packed & 0xF8F8F8`` indexes
+    it: a palette index, :data:`_GREY`, :data:`_OTHER` or :data:`_MIXED`.
 
-
-_LUT = _build_lut()
-
-
-def _palette_classes(packed: np.ndarray) -> np.ndarray:
-    """The palette index of each :func:`_packed` pixel, negative for none (a new array).
-
-    A palette colour depends on the 5-bit colour only: the table's entry for the corner of
-    the pixel's 8x8x8 colour cell answers it, and those 32768 entries (256 KiB of the table's
-    cache lines) stay in cache where a lookup of the exact colours would not.
+    The 16 MiB table is mostly never read: its 32768 entries sit in 256 KiB of cache lines.
+    A palette colour depends on the cell only; the grey test (spread of the channels < 40,
+    mean in 91..234) on the exact colour, hence the mixed cells.
     """
-    return np.take(_LUT, packed & 0xF8F8F8)
+    palette = _build_lut5()  # index r5 << 10 | g5 << 5 | b5
+    cell = np.arange(32768)
+    lo = np.stack([cell >> 10, (cell >> 5) & 31, cell & 31]) << 3  # each channel's range
+    hi = lo + 7
+    min_spread = np.maximum(0, lo.max(axis=0) - hi.min(axis=0))
+    max_spread = hi.max(axis=0) - lo.min(axis=0)
+    lum_lo, lum_hi = lo.sum(axis=0), hi.sum(axis=0)
+    all_grey = (max_spread < 40) & (lum_lo > 3 * 90) & (lum_hi < 3 * 235)
+    none_grey = (min_spread >= 40) | (lum_hi <= 3 * 90) | (lum_lo >= 3 * 235)
+    kind = np.where(all_grey, _GREY, np.where(none_grey, _OTHER, _MIXED))
+    table = np.zeros(0xF8F8F8 + 1, dtype=np.int8)
+    table[lo[0] | lo[1] << 8 | lo[2] << 16] = np.where(palette >= 0, palette, kind)
+    return table
+
+
+_CELLS = _build_cells()
+
+
+def _classes(packed: np.ndarray) -> np.ndarray:
+    """The :data:`_CELLS` class of each :func:`_packed` pixel (a new array)."""
+    return np.take(_CELLS, packed & 0xF8F8F8)
+
+
+def _not_grey(pixels: np.ndarray) -> int:
+    """How many of these :func:`_packed` pixels (fourth byte clear) are not background grey."""
+    r, g, b = pixels & 0xFF, pixels >> 8 & 0xFF, pixels >> 16
+    spread = np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)
+    lum3 = r + g + b
+    grey = (spread < 40) & (lum3 > 3 * 90) & (lum3 < 3 * 235)
+    return int(pixels.size - np.count_nonzero(grey))
 
 
 def _labelled_components(
@@ -290,7 +302,7 @@ def _refine(
     top, left = max(0, y0 - pad), max(0, x0 - pad)
     bottom, right = min(h, y1 + pad + 1), min(w, x1 + pad + 1)
     for _ in range(_MAX_GROW):
-        fine = _palette_classes(arr[top:bottom, left:right]) == ci
+        fine = _classes(arr[top:bottom, left:right]) == ci
         # The first and last rows from the first True in the flat array and in its reverse
         # (argmax stops at the first True): cheaper than a reduction along the rows.
         flat = fine.ravel()
@@ -337,7 +349,7 @@ def looks_like_scene(pixels: np.ndarray) -> bool:
     """
     step = _grid_step(pixels)
     grid = _packed(pixels[::step, ::step]) & 0xFFFFFF
-    return grid.size > 0 and _scene_like(grid, np.take(_LUT, grid))
+    return grid.size > 0 and _scene_like(grid, _classes(grid))
 
 
 def _grid_step(pixels: np.ndarray) -> int:
@@ -353,7 +365,11 @@ def _grid_step(pixels: np.ndarray) -> int:
 def _scene_like(grid: np.ndarray, classes: np.ndarray) -> bool:
     """:func:`looks_like_scene` on a sampled grid of :func:`_packed` pixels (contiguous, the
     fourth byte clear) whose ``classes`` are known."""
-    if np.count_nonzero(classes == _OTHER) > _MAX_OTHER * classes.size:
+    other = np.count_nonzero(classes == _OTHER)
+    mixed = classes == _MIXED
+    if mixed.any():
+        other += _not_grey(grid[mixed])
+    if other > _MAX_OTHER * classes.size:
         return False
     # The colour quantised to 4 bits a channel as a 12-bit code: the multiplication moves the
     # three high nibbles (bits 4, 12, 20) side by side into bits 20-31 without carries.
@@ -393,7 +409,7 @@ def _analyze(data: bytes, pixels: np.ndarray | None = None) -> Sight:
     # image around it: the sampling costs speed, not accuracy.
     step = _grid_step(arr)
     grid = arr[::step, ::step] & 0xFFFFFF
-    coarse = np.take(_LUT, grid)
+    coarse = _classes(grid)
     if grid.size == 0 or not _scene_like(grid, coarse):
         k = max(1, max(ah, aw) // _SCENE_GRID)
         return Sight((full_w, full_h), (), _mean_rgb(arr[::k, ::k] & 0xFFFFFF), scene=False)
