@@ -201,6 +201,13 @@ def _classes(packed: np.ndarray) -> np.ndarray:
 
 def _not_grey(pixels: np.ndarray) -> int:
     """How many of these :func:`_packed` pixels (fourth byte clear) are not background grey."""
+    if pixels.size <= 32:  # (a scene's grid has a few: plain Python is cheaper than numpy)
+        n = 0
+        for v in pixels.tolist():
+            r, g, b = v & 0xFF, v >> 8 & 0xFF, v >> 16
+            lum3 = r + g + b
+            n += not (max(r, g, b) - min(r, g, b) < 40 and 3 * 90 < lum3 < 3 * 235)
+        return n
     r, g, b = pixels & 0xFF, pixels >> 8 & 0xFF, pixels >> 16
     spread = np.maximum(np.maximum(r, g), b) - np.minimum(np.minimum(r, g), b)
     lum3 = r + g + b
