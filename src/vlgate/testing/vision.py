@@ -5,7 +5,10 @@ sampled grid of pixels (long side ~80) against the scene palette
 (:data:`vlgate.testing.scenes.PALETTE`), labels connected components of every colour in one
 run-length union-find (numpy only), refines each box on the full decoded image around it (so
 boxes stay pixel-exact), and guesses the shape from how much of its box it fills
-(square/rectangle ~1.0, circle ~0.79, triangle ~0.5).
+(square/rectangle ~1.0, circle ~0.79, triangle ~0.5). Pixels are packed in one uint32 each and
+classified by one lookup of their 8x8x8 colour cell (:func:`_classes`): the per-frame work is a
+few dozen numpy calls on the sampled grid and the crops around the shapes, never on the whole
+frame.
 Large JPEGs are decoded at a reduced DCT scale, so a 4032x3024 photo takes a few tens of ms.
 Results are cached by content hash.
 
