@@ -233,7 +233,10 @@ def _probe_plain_jpeg(data: bytes, key: str) -> ImageInfo | None:
         if max(w, h) <= FULL_DECODE_LONG:
             _keep_pixels(key, _simplejpeg.decode_jpeg(data, colorspace="RGBX"))
         else:
-            _simplejpeg.decode_jpeg(data, colorspace="RGB", min_factor=8)
+            # At 1/8 scale: the whole entropy-coded stream is still read, so corrupt or
+            # truncated data fails as in a full decode. (min_factor alone does not scale:
+            # simplejpeg picks the scale from min_height/min_width.)
+            _simplejpeg.decode_jpeg(data, colorspace="RGB", min_factor=8, min_height=1)
     except ValueError:
         return None
     return ImageInfo("image/jpeg", (w, h), None)
