@@ -300,6 +300,16 @@ def test_ctrl_c_keeps_lines_and_resumes(tmp_path: Path, emulator: Emulator) -> N
     assert "batch: 20 of 20 image(s) done, 20 ok, 0 failed" in stdout
 
 
+def test_an_empty_stdin_is_a_usage_error(tmp_path: Path, emulator: Emulator) -> None:
+    out = tmp_path / "r.jsonl"
+    result = CliRunner().invoke(
+        app, batch_args(emulator, Path("-"), out), input="\n\n", env={"OPENAI_API_KEY": KEY}
+    )
+    assert result.exit_code == 2, result.output
+    assert "no image paths on stdin" in result.output
+    assert emulator.requests == []
+
+
 def test_paths_on_stdin_start_before_the_list_ends(tmp_path: Path, emulator: Emulator) -> None:
     truth = write_scenes(tmp_path / "imgs", 8)
     paths = sorted(truth)

@@ -398,6 +398,8 @@ def batch(
         else:
             todo = paths if streamed is None else streamed
             stats = asyncio.run(_run(vl, todo, task, output, workers, limit, retry_failed, bar))
+            if streamed is not None and not paths:
+                fail("no image paths on stdin (one per line)")
         summary = _summary_data(stats, summarize(output, paths), vl, output, html)
         if html is not None:
             _report(output, html, paths, subtitle=vl.config.model)
