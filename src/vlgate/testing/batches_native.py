@@ -393,9 +393,18 @@ class _Http:
             ),
         }
 
-    def _anthropic_job(self, request: web.Request, rec: RecordedRequest) -> EmuBatch | None:
+    async def _anthropic_target(
+        self, request: web.Request
+    ) -> tuple[RecordedRequest, EmuBatch | None, web.Response | None]:
+        """The request's record and the Anthropic batch its path names, or the error to answer
+        (bad key, or no such batch)."""
+        rec, _, failed = await self._begin(request, "anthropic")
+        if failed is not None:
+            return rec, None, failed
         job = self.desk.jobs.get(request.match_info["batch_id"])
-        return job if job is not None and job.protocol == "anthropic" else None
+        if job is None or job.protocol != "anthropic":
+            return rec, None, self._error(rec, 404, "Message batch not found")
+        return rec, job, None
 
     async def anthropic_create(self, request: web.Request) -> web.Response:
         rec, raw, failed = await self._begin(request, "anthropic")
@@ -440,12 +449,10 @@ class _Http:
         return self._ok(rec, self._anthropic_view(job, _origin(request)))
 
     async def anthropic_get(self, request: web.Request) -> web.Response:
-        rec, _, failed = await self._begin(request, "anthropic")
-        if failed is not None:
-            return failed
-        job = self._anthropic_job(request, rec)
+        rec, job, failed = await self._anthropic_target(request)
         if job is None:
-            return self._error(rec, 404, "Message batch not found")
+            assert failed is not None
+            return failed
         await self.desk._polled(job)
         return self._ok(rec, self._anthropic_view(job, _origin(request)))
 
@@ -466,12 +473,10 @@ class _Http:
         )
 
     async def anthropic_cancel(self, request: web.Request) -> web.Response:
-        rec, _, failed = await self._begin(request, "anthropic")
-        if failed is not None:
-            return failed
-        job = self._anthropic_job(request, rec)
+        rec, job, failed = await self._anthropic_target(request)
         if job is None:
-            return self._error(rec, 404, "Message batch not found")
+            assert failed is not None
+            return failed
         if job.state == "ended":
             return self._ok(rec, self._anthropic_view(job, _origin(request)))
         async with job.lock:
@@ -481,12 +486,10 @@ class _Http:
         return self._ok(rec, self._anthropic_view(job, _origin(request)))
 
     async def anthropic_delete(self, request: web.Request) -> web.Response:
-        rec, _, failed = await self._begin(request, "anthropic")
-        if failed is not None:
-            return failed
-        job = self._anthropic_job(request, rec)
+        rec, job, failed = await self._anthropic_target(request)
         if job is None:
-            return self._error(rec, 404, "Message batch not found")
+            assert failed is not None
+            return failed
         if job.state != "ended":
             return self._error(
                 rec, 400, "Batch cannot be deleted while it is still processing; cancel it first"
@@ -496,12 +499,10 @@ class _Http:
         return self._ok(rec, {"id": job.id, "type": "message_batch_deleted"})
 
     async def anthropic_results(self, request: web.Request) -> web.Response:
-        rec, _, failed = await self._begin(request, "anthropic")
-        if failed is not None:
-            return failed
-        job = self._anthropic_job(request, rec)
+        rec, job, failed = await self._anthropic_target(request)
         if job is None:
-            return self._error(rec, 404, "Message batch not found")
+            assert failed is not None
+            return failed
         if job.state != "ended":
             return self._error(rec, 400, f"Batch {job.id} has not ended: no results yet")
         lines = []
