@@ -97,6 +97,24 @@ def test_vision_png_and_garbage() -> None:
     assert analyze(b"\x89PNG\r\n\x1a\nbroken") is None
 
 
+def test_vision_mean_colour() -> None:
+    # The mean colour is computed on first use; it is that of the sampled grid (every 4th pixel
+    # of a 320x240 frame), each channel truncated, and part of the repr and of equality.
+    solid = Image.new("RGB", (320, 240), (31, 20, 7))  # too dark for a scene
+    buf = io.BytesIO()
+    solid.save(buf, "PNG")
+    blank = analyze(buf.getvalue())
+    assert blank is not None and not blank.scene and blank.mean_rgb == (31, 20, 7)
+    s = make_scene(4, size=(320, 240))
+    sight = analyze(s.to_png_bytes())
+    grid = np.asarray(s.image)[::4, ::4].reshape(-1, 3).astype(np.int64)
+    expected = tuple(int(v) for v in grid.sum(axis=0) // len(grid))
+    assert sight is not None and sight.scene and sight.mean_rgb == expected
+    assert f"mean_rgb={expected!r}, scene=True)" in repr(sight)
+    again = analyze(s.to_png_bytes() + b"\0")  # same pixels, new bytes: a fresh analysis
+    assert again is not sight and again == sight and hash(again) == hash(sight)
+    assert sight != blank
+
 def test_vision_is_fast_on_12mp_jpeg() -> None:
     s = make_scene(8, size=(4032, 3024))
     data = s.to_jpeg_bytes(exif_orientation=6)

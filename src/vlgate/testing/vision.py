@@ -26,7 +26,8 @@ from __future__ import annotations
 import io
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 from PIL import Image
@@ -66,7 +67,8 @@ class Seen:
 
 @dataclass(frozen=True)
 class Sight:
-    """What one image shows: upright ``size`` (w, h), the objects, and the mean colour.
+    """What one image shows: upright ``size`` (w, h), the objects, and the mean colour
+    ``mean_rgb`` (of a sampled grid; each channel truncated to an int).
 
     ``scene`` is False when the image is not one of the synthetic scenes (a photograph, noise,
     a blank page): the emulator can name nothing in it, so ``objects`` is empty.
@@ -74,8 +76,35 @@ class Sight:
 
     size: tuple[int, int]
     objects: tuple[Seen, ...]
-    mean_rgb: tuple[int, int, int]
+    # The sampled pixels (packed, fourth byte clear) the mean colour comes from, or the mean
+    # itself: few answers need it, so it is computed on first use, not for every frame.
+    _samples: np.ndarray | tuple[int, int, int] = field(repr=False, compare=False)
     scene: bool = True
+
+    @cached_property
+    def mean_rgb(self) -> tuple[int, int, int]:
+        s = self._samples
+        return s if isinstance(s, tuple) else _mean_rgb(s)
+
+    # repr, equality and hash as when the mean was a plain field between objects and scene.
+    def __repr__(self) -> str:
+        return (
+            f"Sight(size={self.size!r}, objects={self.objects!r}, mean_rgb={self.mean_rgb!r}, "
+            f"scene={self.scene!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__ or not isinstance(other, Sight):
+            return NotImplemented
+        return (self.size, self.objects, self.mean_rgb, self.scene) == (
+            other.size,
+            other.objects,
+            other.mean_rgb,
+            other.scene,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.size, self.objects, self.scene))
 
 
 _cache: OrderedDict[str, Sight | None] = OrderedDict()
@@ -311,19 +340,20 @@ def _refine(
     y0, x0, y1, x1 = samples
     top, left = max(0, y0 - pad), max(0, x0 - pad)
     bottom, right = min(h, y1 + pad + 1), min(w, x1 + pad + 1)
+    mark = _CLASS_BYTE[ci]
     for _ in range(_MAX_GROW):
-        fine = _classes(arr[top:bottom, left:right]) == ci
-        # The first and last rows from the first True in the flat array and in its reverse
-        # (argmax stops at the first True): cheaper than a reduction along the rows.
-        flat = fine.ravel()
-        first = int(flat.argmax())
-        if not flat[first]:
+        # The crop's classes as bytes, row by row and column by column: the first and last
+        # rows and columns of the shape are byte searches, its pixel count a byte count (a few
+        # C calls instead of a dozen numpy reductions on a small array).
+        cls = _classes(arr[top:bottom, left:right])
+        by_row = cls.tobytes()
+        first = by_row.find(mark)
+        if first < 0:
             return None
-        last = flat.size - 1 - int(flat[::-1].argmax())
-        xs = fine.any(axis=0).nonzero()[0]
-        cw = right - left
-        fy0, fy1 = top + first // cw, top + last // cw + 1
-        fx0, fx1 = left + int(xs[0]), left + int(xs[-1]) + 1
+        by_col = cls.tobytes("F")
+        ch, cw = bottom - top, right - left
+        fy0, fy1 = top + first // cw, top + by_row.rfind(mark) // cw + 1
+        fx0, fx1 = left + by_col.find(mark) // ch, left + by_col.rfind(mark) // ch + 1
         if pad == 0 or (fy0 > top and fx0 > left and fy1 < bottom and fx1 < right):
             break  # (the shape does not touch the crop's edge: nothing to grow)
         grown = (
@@ -335,7 +365,10 @@ def _refine(
         if grown == (top, left, bottom, right):
             break
         top, left, bottom, right = grown
-    return fy0, fx0, fy1, fx1, int(np.count_nonzero(fine))
+    return fy0, fx0, fy1, fx1, by_row.count(mark)
+
+
+_CLASS_BYTE = [bytes([i]) for i in range(len(PALETTE))]  # a palette index as an int8 byte
 
 
 _SCENE_GRID = 96  # long side of the grid the scene test looks at
@@ -406,6 +439,13 @@ def _mean_rgb(grid: np.ndarray) -> tuple[int, int, int]:
     return (int(rs / n), int(gs / n), int(bs / n))
 
 
+def _mean_samples(grid: np.ndarray) -> np.ndarray | tuple[int, int, int]:
+    """What :class:`Sight` keeps for its lazy mean: the grid (a new array, not a view of the
+    frame), or the mean itself when the grid is large (an odd aspect ratio; the cache stays
+    small)."""
+    return grid if grid.nbytes <= 64 * 1024 else _mean_rgb(grid)
+
+
 def _analyze(data: bytes, pixels: np.ndarray | None = None) -> Sight:
     # ``pixels``: what the emulator's probe already decoded (a plain colour JPEG, upright RGBX;
     # ours to reuse).
@@ -422,11 +462,10 @@ def _analyze(data: bytes, pixels: np.ndarray | None = None) -> Sight:
     coarse = _classes(grid)
     if grid.size == 0 or not _scene_like(grid, coarse):
         k = max(1, max(ah, aw) // _SCENE_GRID)
-        return Sight((full_w, full_h), (), _mean_rgb(arr[::k, ::k] & 0xFFFFFF), scene=False)
+        return Sight((full_w, full_h), (), _mean_samples(arr[::k, ::k] & 0xFFFFFF), scene=False)
     sx, sy = full_w / aw, full_h / ah
     found: list[Seen] = []
     boxes: dict[int, list[tuple[int, int, int, int]]] = {}
-    np.maximum(coarse, -1, out=coarse)  # (one background label: fewer runs)
     comps = _labelled_components(coarse, diagonal=step > 1)
     if len(comps) > _MAX_COMPONENTS:
         # Not a scene (noise, a photo): its largest blobs are answer enough; refining
@@ -451,4 +490,4 @@ def _analyze(data: bytes, pixels: np.ndarray | None = None) -> Sight:
         center = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
         found.append(Seen(f"{name} {shape}", name, shape, box, center))
     found.sort(key=lambda o: (round(o.center[1] / 8), o.center[0]))
-    return Sight((full_w, full_h), tuple(found), _mean_rgb(grid))
+    return Sight((full_w, full_h), tuple(found), _mean_samples(grid))
