@@ -115,6 +115,7 @@ def test_vision_mean_colour() -> None:
     assert again is not sight and again == sight and hash(again) == hash(sight)
     assert sight != blank
 
+
 def test_vision_is_fast_on_12mp_jpeg() -> None:
     s = make_scene(8, size=(4032, 3024))
     data = s.to_jpeg_bytes(exif_orientation=6)

@@ -228,7 +228,7 @@ _CELLS = _build_cells()
 
 def _classes(packed: np.ndarray) -> np.ndarray:
     """The :data:`_CELLS` class of each :func:`_packed` pixel (a new array)."""
-    return np.take(_CELLS, packed & 0xF8F8F8)
+    return _CELLS.take(packed & 0xF8F8F8)  # (the method: np.take adds a Python wrapper)
 
 
 def _not_grey(pixels: np.ndarray) -> int:
@@ -410,10 +410,11 @@ def _scene_like(grid: np.ndarray, classes: np.ndarray) -> bool:
     fourth byte clear) whose ``classes`` are known."""
     other = np.count_nonzero(classes == _OTHER)
     mixed = classes == _MIXED
-    if mixed.any():
+    limit = _MAX_OTHER * classes.size
+    if other + np.count_nonzero(mixed) > limit:  # (else the exact grey test cannot matter)
         other += _not_grey(grid[mixed])
-    if other > _MAX_OTHER * classes.size:
-        return False
+        if other > limit:
+            return False
     # The colour quantised to 4 bits a channel as a 12-bit code: the multiplication moves the
     # three high nibbles (bits 4, 12, 20) side by side into bits 20-31 without carries.
     codes = grid & 0xF0F0F0
@@ -421,7 +422,8 @@ def _scene_like(grid: np.ndarray, classes: np.ndarray) -> bool:
     codes >>= 20
     counts = np.bincount(codes.ravel(), minlength=4096)
     # Only the used colours sorted (np.partition or a sort of all 4096 are far slower).
-    used = np.sort(counts[counts > 0])
+    used = counts[counts > 0]
+    used.sort()
     return float(used[-16:].sum()) / codes.size >= _MIN_TOP_COLOURS
 
 
