@@ -77,6 +77,19 @@ def test_photographs_noise_and_blank_pages_are_not_scenes() -> None:
         assert sight is not None and not sight.scene and sight.objects == ()
 
 
+def test_scene_test_beyond_the_colours_it_counts_first() -> None:
+    # A grey-93 background is grey to the scene test but not among the 16 colours it counts
+    # first: the count of all colours still finds the scene. A background of faintly tinted
+    # greys of every level (grey too, but hundreds of coarse colours) is not a scene.
+    pix = np.full((240, 320, 3), 93, np.uint8)
+    pix[40:100, 50:120] = (220, 30, 30)
+    assert looks_like_scene(pix)
+    rng = np.random.default_rng(3)
+    tinted = rng.integers(100, 200, (240, 320, 1)) + rng.integers(-15, 15, (240, 320, 3))
+    tinted[40:100, 50:120] = (220, 30, 30)
+    assert not looks_like_scene(tinted.astype(np.uint8))
+
+
 def _ask(emu: Emulator, image: bytes, prompt: str, model: str = "gpt-4o") -> httpx.Response:
     uri = "data:image/jpeg;base64," + base64.b64encode(image).decode()
     body = {
