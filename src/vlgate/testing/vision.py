@@ -194,8 +194,10 @@ def _build_lut5() -> np.ndarray:
     return np.where(ok, best, -1).astype(np.int8)
 
 
-_OTHER = -1  # no colour of the cell is background grey (nor a palette colour)
-_GREY = -2  # every colour of the cell is background grey: neutral and mid-bright
+# (The two classes that may be other than grey are the ones below _GREY: one comparison
+# counts them both.)
+_GREY = -1  # every colour of the cell is background grey: neutral and mid-bright
+_OTHER = -2  # no colour of the cell is background grey (nor a palette colour)
 _MIXED = -3  # some colours of the cell are grey, some not: each pixel is tested exactly
 
 
@@ -423,11 +425,9 @@ def _grid_step(pixels: np.ndarray) -> int:
 def _scene_like(grid: np.ndarray, classes: np.ndarray) -> bool:
     """:func:`looks_like_scene` on a sampled grid of :func:`_packed` pixels (contiguous, the
     fourth byte clear) whose ``classes`` are known."""
-    other = np.count_nonzero(classes == _OTHER)
-    mixed = classes == _MIXED
     limit = _MAX_OTHER * classes.size
-    if other + np.count_nonzero(mixed) > limit:  # (else the exact grey test cannot matter)
-        other += _not_grey(grid[mixed])
+    if np.count_nonzero(classes < _GREY) > limit:  # (else the exact grey test cannot matter)
+        other = np.count_nonzero(classes == _OTHER) + _not_grey(grid[classes == _MIXED])
         if other > limit:
             return False
     # The colour quantised to 4 bits a channel as a 12-bit code: the multiplication moves the
