@@ -384,13 +384,15 @@ _MIN_TOP_COLOURS = 0.75  # share in the 16 most common coarse colours (tiny JPEG
 
 def _build_likely() -> np.ndarray:
     """16 coarse colours (12-bit codes, see :func:`_scene_like`) a scene is mostly made of: the
-    palette and the neutral greys nearest the background's mean level (165, 0xA_)."""
-    codes = {(r >> 4) << 8 | (g >> 4) << 4 | b >> 4 for r, g, b in PALETTE.values()}
-    for k in sorted(range(16), key=lambda k: abs(k - 0xA)):
-        if len(codes) < 16:
-            codes.add(k * 0x111)
+    palette and the neutral greys nearest the background's mean level (165, 0xA_). Never more
+    than 16: their share is a lower bound of the 16 most common colours' share."""
+    palette = [(r >> 4) << 8 | (g >> 4) << 4 | b >> 4 for r, g, b in PALETTE.values()]
+    greys = [k * 0x111 for k in sorted(range(16), key=lambda k: abs(k - 0xA))]
     likely = np.zeros(4096, dtype=bool)
-    likely[sorted(codes)] = True
+    for code in palette + greys:
+        if np.count_nonzero(likely) == 16:
+            break
+        likely[code] = True
     return likely
 
 
