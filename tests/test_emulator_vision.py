@@ -359,3 +359,51 @@ def test_an_emulator_keeps_only_its_latest_requests_when_asked() -> None:
             assert r.status_code == 200
         assert [rec.body["messages"][0]["content"] for rec in emu.requests] == ["n=3", "n=4"]
         assert emu.last.body["messages"][0]["content"] == "n=4"
+
+
+def _flood_components(
+    labels: np.ndarray, diagonal: bool
+) -> list[tuple[int, int, int, int, int, int]]:
+    """Connected components by a plain flood fill: the reference for the run-based labelling."""
+    h, w = labels.shape
+    seen = np.zeros(labels.shape, bool)
+    steps = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
+    if not diagonal:
+        steps = [(dy, dx) for dy, dx in steps if not (dy and dx)]
+    out = []
+    for y in range(h):
+        for x in range(w):
+            if labels[y, x] < 0 or seen[y, x]:
+                continue
+            seen[y, x] = True
+            todo, pts = [(y, x)], []
+            while todo:
+                cy, cx = todo.pop()
+                pts.append((cy, cx))
+                for dy, dx in steps:
+                    ny, nx = cy + dy, cx + dx
+                    inside = 0 <= ny < h and 0 <= nx < w
+                    if inside and not seen[ny, nx] and labels[ny, nx] == labels[y, x]:
+                        seen[ny, nx] = True
+                        todo.append((ny, nx))
+            ys, xs = [p[0] for p in pts], [p[1] for p in pts]
+            out.append((int(labels[y, x]), min(ys), min(xs), max(ys), max(xs), len(pts)))
+    return sorted(out)
+
+
+@pytest.mark.parametrize("diagonal", [False, True])
+def test_component_labelling_matches_a_flood_fill(diagonal: bool) -> None:
+    from vlgate.testing.vision import _labelled_components
+
+    # The corner the run sweep once missed: a colour-2 run ends where the run above it (colour
+    # 1) ends, and the next run above (colour 2 again) starts there, touching it diagonally.
+    corner = np.array([[1, 1, 1, 2, 2], [-1, 2, 2, -1, -1]], np.int8)
+    assert sorted(_labelled_components(corner, diagonal=diagonal)) == _flood_components(
+        corner, diagonal
+    )
+    rng = np.random.default_rng(7)
+    for _ in range(1500):
+        h, w = (int(v) for v in rng.integers(1, 9, 2))
+        labels = rng.integers(-1, int(rng.integers(1, 4)), (h, w)).astype(np.int8)
+        got = sorted(_labelled_components(labels, diagonal=diagonal))
+        assert got == _flood_components(labels, diagonal), labels

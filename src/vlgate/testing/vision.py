@@ -302,6 +302,10 @@ def _labelled_components(
             if e[i] < e[j]:
                 i += 1
             else:
+                if touch and e[i] == e[j] and i + 1 < i_end and s[i + 1] == e[i]:
+                    # Moving past j would skip the run right after i, whose first pixel
+                    # touches j's last one diagonally (a ``1 1 2`` over ``1 1 .`` corner).
+                    _join(parent, i + 1, j, lab)
                 j += 1
     comps: dict[int, list[int]] = {}
     for i in range(n):
@@ -320,6 +324,18 @@ def _labelled_components(
                 c[4] = e[i] - 1
             c[5] += e[i] - s[i]
     return [(c[0], c[1], c[2], c[3], c[4], c[5]) for c in comps.values()]
+
+
+def _join(parent: list[int], a: int, b: int, lab: list[int]) -> None:
+    """Union runs ``a`` and ``b`` of :func:`_labelled_components` if their labels match."""
+    if lab[a] != lab[b]:
+        return
+    while parent[a] != a:
+        a = parent[a]
+    while parent[b] != b:
+        b = parent[b]
+    if a != b:
+        parent[b] = a
 
 
 def _shape_name(fill: float, bw: float, bh: float) -> str:
