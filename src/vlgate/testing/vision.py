@@ -290,15 +290,8 @@ def _labelled_components(
             continue
         j = i_end
         while i < i_end and j < j_end:  # a merge sweep of this row's runs and the next row's
-            if lab[i] == lab[j] and s[i] < e[j] + touch and s[j] < e[i] + touch:
-                a = i
-                while parent[a] != a:
-                    a = parent[a]
-                b = j
-                while parent[b] != b:
-                    b = parent[b]
-                if a != b:
-                    parent[b] = a
+            if s[i] < e[j] + touch and s[j] < e[i] + touch:
+                _join(parent, i, j, lab)
             if e[i] < e[j]:
                 i += 1
             else:
@@ -405,10 +398,7 @@ def _build_likely() -> np.ndarray:
     palette = [(r >> 4) << 8 | (g >> 4) << 4 | b >> 4 for r, g, b in PALETTE.values()]
     greys = [k * 0x111 for k in sorted(range(16), key=lambda k: abs(k - 0xA))]
     likely = np.zeros(4096, dtype=bool)
-    for code in palette + greys:
-        if np.count_nonzero(likely) == 16:
-            break
-        likely[code] = True
+    likely[list(dict.fromkeys(palette + greys))[:16]] = True  # (the first 16 distinct codes)
     return likely
 
 
